@@ -1,0 +1,64 @@
+"""The SparkSession the jobs share, and named steps for the Spark UI.
+
+Settings here are defaults: anything given to spark-submit (``--conf``, ``spark-conf/``)
+wins, because ``SparkSession.builder`` only fills what is not already set.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from typing import Iterator
+
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+from pipeline import config
+
+log = logging.getLogger(__name__)
+
+#: Small Arrow batches: each row carries an image, and one Arrow batch is one model call.
+DEFAULTS = {
+    "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.DEFAULT_BATCH_SIZE),
+    "spark.python.worker.reuse": "true",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.ui.showConsoleProgress": "true",
+}
+
+
+def get_session(app_name: str, master: str | None = None) -> SparkSession:
+    """The job's session; workers run this interpreter unless spark-submit says otherwise."""
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    conf = dict(DEFAULTS)
+    if "PYSPARK_PYTHON" not in os.environ:
+        conf["spark.pyspark.python"] = sys.executable
+    given = SparkConf()  # what spark-submit and spark-defaults.conf already set
+    for key, value in conf.items():
+        if not given.contains(key):
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+@contextlib.contextmanager
+def step(spark: SparkSession, name: str, timings: dict[str, float] | None = None) -> Iterator[None]:
+    """Name the Spark jobs run inside as one pipeline step (Spark UI and History Server) and
+    record its wall time in ``timings``."""
+    sc = spark.sparkContext
+    sc.setJobGroup(name.replace(" ", "-"), name)
+    sc.setJobDescription(name)
+    started = time.monotonic()
+    log.info("step %r started", name)
+    try:
+        yield
+    finally:
+        elapsed = time.monotonic() - started
+        if timings is not None:
+            timings[name] = round(elapsed, 3)
+        log.info("step %r took %.1fs", name, elapsed)
+        sc.setJobDescription(None)  # type: ignore[arg-type]

@@ -1,0 +1,20 @@
+"""Shared fixtures: one real local Spark session for the whole test run."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pipeline.session import get_session
+
+    session = get_session("xray-tests", master="local[2]")
+    yield session
+    session.stop()

@@ -1,0 +1,66 @@
+"""Decoding rules for every kind of file a hospital export can hold."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.images import ImageError, check_pixel_limit, decode_bytes, struct_to_rgb
+from tests.imagegen import write_image
+
+
+def _bytes(tmp_path, name, *args, **kw) -> bytes:
+    return write_image(tmp_path / name, *args, **kw).read_bytes()
+
+
+@pytest.mark.parametrize("mode,name", [("L", "g.png"), ("RGB", "c.png"), ("RGBA", "a.png"),
+                                       ("L", "g.jpg"), ("RGB", "c.jpeg")])
+def test_decode_equals_keras_load_img(tmp_path, mode, name):
+    data = _bytes(tmp_path, name, 200, 150, mode)
+    want = keras.utils.img_to_array(keras.utils.load_img(
+        tmp_path / name, target_size=(64, 64), interpolation="bilinear")).astype(np.uint8)
+    got = decode_bytes(data, 64)
+    assert got.shape == (64, 64, 3) and got.dtype == np.uint8
+    assert np.array_equal(got, want)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    arr = np.full((32, 32), 40000, dtype=np.uint16)
+    Image.fromarray(arr).save(tmp_path / "w.png")
+    got = decode_bytes((tmp_path / "w.png").read_bytes(), 16)
+    assert got.shape == (16, 16, 3) and int(got[0, 0, 0]) == 40000 * 255 // 65535
+
+
+def test_cmyk_jpeg_decodes(tmp_path):
+    got = decode_bytes(_bytes(tmp_path, "k.jpg", 80, 60, "CMYK"), 32)
+    assert got.shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("data,reason", [(b"", "empty file"), (b"hello", "not a decodable image")])
+def test_bad_bytes_raise_with_reason(data, reason):
+    with pytest.raises(ImageError, match=reason):
+        decode_bytes(data, 32)
+
+
+def test_truncated_jpeg_is_rejected(tmp_path):
+    data = _bytes(tmp_path, "t.jpg", 300, 300, "RGB")
+    with pytest.raises(ImageError, match="not a decodable image"):
+        decode_bytes(data[: len(data) // 2], 32)
+
+
+def test_pixel_limit_checked_before_decoding():
+    with pytest.raises(ImageError, match="12000x12000 exceeds the pixel limit"):
+        check_pixel_limit(12000, 12000, limit=64_000_000)
+
+
+def test_struct_bgr_becomes_rgb():
+    bgr = np.zeros((4, 4, 3), dtype=np.uint8)
+    bgr[..., 0] = 255  # blue in BGR order
+    got = struct_to_rgb(4, 4, 3, bgr.tobytes(), 4)
+    assert got[0, 0].tolist() == [0, 0, 255]
+
+
+def test_struct_from_failed_decode_is_rejected():
+    with pytest.raises(ImageError, match="could not decode"):
+        struct_to_rgb(-1, -1, -1, b"", 8)
