@@ -61,6 +61,13 @@ class HadoopFS:
         finally:
             stream.close()
 
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        stream = self._fs.create(self._path(uri), True)
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+
     def mkdirs(self, uri: str, mode: int = 0o750) -> None:
         perm = self._jvm.org.apache.hadoop.fs.permission.FsPermission(mode)
         self._fs.mkdirs(self._path(uri), perm)

@@ -1,0 +1,49 @@
+"""spark-submit jobs/train.py --data URI --model-out URI: fit featurizer + classifier."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipeline import config
+from pipeline.cli import base_parser, run_job
+from pipeline.session import get_session
+from pipeline.training import TrainConfig, train
+
+
+def parser() -> argparse.ArgumentParser:
+    p = base_parser("Train DeepImageFeaturizer + LogisticRegression on a chest_xray tree's train "
+                    "split; the threshold is set on a patient-grouped validation part of it.")
+    p.add_argument("--data", required=True, help="URI of the chest_xray tree (file:// or hdfs://)")
+    p.add_argument("--model-out", required=True, help="URI to save the PipelineModel to")
+    p.add_argument("--weights", default="imagenet",
+                   help="'imagenet', 'none' (random init, seeded) or a weights/.keras file URI")
+    p.add_argument("--model-name", default=config.DEFAULT_MODEL, help="named CNN backbone")
+    p.add_argument("--pooling", default=config.DEFAULT_POOLING, choices=("avg", "max", "none"))
+    p.add_argument("--features-cache", default=None,
+                   help="Parquet URI for the features; a re-fit on the same images reuses them")
+    p.add_argument("--reader", default=config.DEFAULT_READER, choices=config.READERS)
+    p.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH_SIZE)
+    p.add_argument("--max-iter", type=int, default=config.LR_MAX_ITER)
+    p.add_argument("--reg-param", type=float, default=config.LR_REG_PARAM)
+    p.add_argument("--elastic-net", type=float, default=config.LR_ELASTIC_NET)
+    p.add_argument("--target-sensitivity", type=float, default=config.TARGET_SENSITIVITY)
+    p.add_argument("--val-fraction", type=float, default=config.VALIDATION_FRACTION)
+    p.add_argument("--seed", type=int, default=config.SEED)
+    return p
+
+
+def main(args: argparse.Namespace) -> None:
+    spark = get_session("xray-train", args.master)
+    summary = train(spark, TrainConfig(
+        data=args.data, model_out=args.model_out, model_name=args.model_name, weights=args.weights,
+        pooling=args.pooling, batch_size=args.batch_size, reader=args.reader,
+        features_cache=args.features_cache, max_iter=args.max_iter, reg_param=args.reg_param,
+        elastic_net=args.elastic_net, target_sensitivity=args.target_sensitivity,
+        val_fraction=args.val_fraction, seed=args.seed))
+    print(json.dumps({"model": args.model_out, "threshold": summary["threshold"],
+                      "validation": {k: summary["validation_metrics"][k] for k in
+                                     ("sensitivity", "specificity", "roc_auc")}}, indent=2))
+
+
+if __name__ == "__main__":
+    run_job(main, parser())

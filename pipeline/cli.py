@@ -1,0 +1,52 @@
+"""What every job's entry point shares: logging, and errors as one clear line.
+
+A user who passes a wrong URI should read one sentence naming it, not a JVM stack trace;
+``--verbose`` brings the trace back for whoever debugs.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from typing import Callable
+
+log = logging.getLogger("pipeline")
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--master", default=None,
+                        help="Spark master (default: spark-submit's, else local[*])")
+    parser.add_argument("--verbose", action="store_true", help="show stack traces on errors")
+    return parser
+
+
+def one_line(exc: BaseException) -> str:
+    """The most useful single line of an error, from Python, Py4J or Spark."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("py4j", "matplotlib", "PIL", "absl", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_job(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
+            argv: list[str] | None = None) -> None:
+    """Parse, run ``main``, and exit 0, or 2 with one ``error:`` line on a failure."""
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        main(args)
+    except Exception as exc:  # noqa: BLE001 - every failure ends as one line, by design
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,102 @@
+"""Evaluation: score one split of a tree with a saved PipelineModel and write the report."""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from pyspark.ml import PipelineModel
+from pyspark.ml.classification import LogisticRegressionModel
+from pyspark.sql import SparkSession
+
+from pipeline import config
+from pipeline.classifier import pneumonia_score
+from pipeline.dataset import read_images, scan_tree
+from pipeline.features import featurize
+from pipeline.featurizer import DeepImageFeaturizer
+from pipeline.metrics import binary_metrics, roc_curve
+from pipeline.report import SCHEMA, write_metrics_report
+from pipeline.session import step
+from pipeline.storage import HadoopFS, atomic_output
+from pipeline.training import SUMMARY_FILE, listing_skips
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    data: str
+    model: str
+    out: str
+    split: str = "test"
+    reader: str = config.DEFAULT_READER
+
+
+def load_model(spark: SparkSession, uri: str) -> tuple[DeepImageFeaturizer, LogisticRegressionModel, dict]:
+    """The two stages of a model saved by training, and its training summary."""
+    fs = HadoopFS(spark, uri)
+    if not fs.exists(f"{uri.rstrip('/')}/metadata"):
+        raise ValueError(f"{uri} is not a saved PipelineModel (no metadata/ folder)")
+    stages = PipelineModel.load(uri).stages
+    if len(stages) != 2 or not isinstance(stages[0], DeepImageFeaturizer) \
+            or not isinstance(stages[1], LogisticRegressionModel):
+        raise ValueError(f"{uri} is not a DeepImageFeaturizer + LogisticRegression model")
+    summary_uri = f"{uri.rstrip('/')}/{SUMMARY_FILE}"
+    summary = json.loads(fs.read_bytes(summary_uri)) if fs.exists(summary_uri) else {}
+    return stages[0], stages[1], summary
+
+
+def evaluate(spark: SparkSession, cfg: EvalConfig) -> dict:
+    """Score ``cfg.split`` and write metrics.json, plots, predictions.csv and report.html."""
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    featurizer, classifier, summary = load_model(spark, cfg.model)
+    with step(spark, f"scan {cfg.split}", timings):
+        listing = scan_tree(spark, cfg.data, (cfg.split,))
+        listing.log_summary()
+    features, bad, total = featurize(spark, featurizer, read_images(spark, listing, cfg.reader),
+                                     f"featurize {cfg.split}", timings)
+    with step(spark, f"evaluate {cfg.split}", timings):
+        scored = (classifier.transform(features)
+                  .select("path", "label", pneumonia_score().alias("score"), "prediction")
+                  .orderBy("path").toPandas())
+    threshold = classifier.getThreshold()
+    if not np.array_equal(scored["prediction"].to_numpy() == 1, scored["score"].to_numpy() > threshold):
+        raise RuntimeError("Spark's predictions disagree with score > threshold; refusing to report")
+    fpr, tpr, _ = roc_curve(scored["label"], scored["score"])
+    timings["total"] = round(time.monotonic() - started, 3)
+    doc = {
+        "schema": SCHEMA,
+        "method": "featurizer+lr",
+        "model_name": featurizer.getModelName(),
+        "weights": featurizer.getWeights(),
+        "data": listing.root,
+        "model": cfg.model,
+        "split": cfg.split,
+        "metrics": binary_metrics(scored["label"], scored["score"], threshold),
+        "threshold_source": summary.get("threshold_source", "stored in the model"),
+        "roc": {"fpr": [round(x, 6) for x in fpr], "tpr": [round(x, 6) for x in tpr]},
+        "timings_s": timings,
+        "images_per_s": round(total / max(timings["total"], 1e-9), 2),
+        "training": {k: summary[k] for k in ("split", "validation_metrics", "timings_s",
+                                             "featurize_images_per_s") if k in summary},
+        "skipped": listing_skips(listing) + bad,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "spark": {"app_id": spark.sparkContext.applicationId, "master": spark.sparkContext.master},
+    }
+    with tempfile.TemporaryDirectory() as local:
+        out_dir = Path(local)
+        write_metrics_report(out_dir, doc)
+        scored.assign(label=scored["label"].astype(int), prediction=scored["prediction"].astype(int)) \
+            .to_csv(out_dir / "predictions.csv", index=False)
+        with atomic_output(spark, cfg.out) as tmp:
+            HadoopFS(spark, tmp).put_dir(out_dir, tmp)
+    m = doc["metrics"]
+    log.info("%s on %d films: sensitivity %s specificity %s ROC AUC %s -> %s", cfg.split,
+             m["counts"]["total"], m["sensitivity"], m["specificity"], m["roc_auc"], cfg.out)
+    return doc

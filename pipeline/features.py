@@ -1,0 +1,71 @@
+"""The featurization step: the expensive one, run once per image and optionally cached.
+
+Rows whose image cannot be decoded are reported by file name and reason and left out; the
+rest go on. ``--features-cache`` keeps the vectors in Parquet so a re-fit (other classifier
+settings, another threshold target) skips the CNN entirely.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipeline.featurizer import DeepImageFeaturizer
+from pipeline.session import step
+from pipeline.storage import HadoopFS, atomic_output
+
+log = logging.getLogger(__name__)
+
+ERROR_COL = "featurize_error"
+_CACHE_META = "_featurizer.json"
+
+
+def _featurizer_identity(featurizer: DeepImageFeaturizer) -> dict:
+    """What decides the features: a cache made with anything else is not reused."""
+    cfg = featurizer.worker_config()
+    return {"model_name": cfg.model_name, "weights": cfg.weights, "pooling": cfg.pooling,
+            "seed": cfg.seed}
+
+
+def featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, images: DataFrame,
+              name: str, timings: dict[str, float]) -> tuple[DataFrame, list[dict], int]:
+    """Run the CNN over ``images`` once (persisted); returns good rows, skipped files, count."""
+    featurizer = featurizer.copy({featurizer.errorCol: ERROR_COL})
+    with step(spark, name, timings):
+        out = featurizer.transform(images).drop("image").persist(StorageLevel.MEMORY_AND_DISK)
+        total = out.count()
+        bad = out.filter(F.col(ERROR_COL).isNotNull()).select("path", ERROR_COL).collect()
+    skipped = [{"path": r["path"], "reason": r[ERROR_COL]} for r in bad]
+    for item in skipped:
+        log.warning("not featurized %s: %s", item["path"], item["reason"])
+    log.info("%s: %d images, %d featurized, %d undecodable, %.1f images/s", name, total,
+             total - len(skipped), len(skipped), total / max(timings[name], 1e-9))
+    return out.filter(F.col(ERROR_COL).isNull()).drop(ERROR_COL), skipped, total
+
+
+def cached_featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, images: DataFrame,
+                     paths: list[str], cache_uri: str | None, name: str,
+                     timings: dict[str, float]) -> tuple[DataFrame, list[dict], int]:
+    """``featurize``, reusing ``cache_uri`` when it holds ``paths`` (the images' files) made
+    by this featurizer."""
+    if not cache_uri:
+        return featurize(spark, featurizer, images, name, timings)
+    fs = HadoopFS(spark, cache_uri)
+    identity = _featurizer_identity(featurizer)
+    meta_uri = f"{cache_uri.rstrip('/')}/{_CACHE_META}"
+    if fs.exists(meta_uri):
+        meta = json.loads(fs.read_bytes(meta_uri))
+        if meta.get("featurizer") == identity and sorted(meta.get("paths", [])) == sorted(paths):
+            log.info("reusing features from %s (%d images)", cache_uri, len(paths))
+            timings[name] = 0.0
+            return spark.read.parquet(cache_uri), meta.get("skipped", []), len(paths)
+        log.info("feature cache %s was made from other images or settings: recomputing", cache_uri)
+    good, skipped, total = featurize(spark, featurizer, images, name, timings)
+    with atomic_output(spark, cache_uri) as tmp:
+        good.write.parquet(tmp)
+        meta = {"featurizer": identity, "paths": paths, "skipped": skipped}
+        HadoopFS(spark, tmp).write_bytes(f"{tmp}/{_CACHE_META}", json.dumps(meta).encode())
+    return good, skipped, total
