@@ -1,0 +1,64 @@
+"""Metric math against confusion matrices computed by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.metrics import binary_metrics, pr_auc, roc_auc, threshold_for_sensitivity
+
+# 10 films: labels and scores chosen so every cell is easy to count by hand.
+Y = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0])
+S = np.array([0.9, 0.8, 0.7, 0.6, 0.3, 0.2, 0.65, 0.4, 0.1, 0.05])
+
+
+def test_confusion_and_ratios_at_half():
+    m = binary_metrics(Y, S, 0.5)
+    # > 0.5: positives 0.9 0.8 0.7 0.6 caught (tp 4), 0.3 0.2 missed (fn 2);
+    # negatives: 0.65 flagged (fp 1), 0.4 0.1 0.05 cleared (tn 3)
+    cm = m["confusion_matrix"]
+    assert (cm["tp"], cm["fn"], cm["fp"], cm["tn"]) == (4, 2, 1, 3)
+    assert cm["rows_actual_cols_predicted"] == [[3, 1], [2, 4]]
+    assert m["accuracy"] == pytest.approx(7 / 10)
+    assert m["sensitivity"] == m["recall"] == pytest.approx(4 / 6)
+    assert m["specificity"] == pytest.approx(3 / 4)
+    assert m["precision"] == pytest.approx(4 / 5)
+    assert m["f1"] == pytest.approx(2 * 4 / (2 * 4 + 1 + 2))
+    assert m["counts"] == {"NORMAL": 4, "PNEUMONIA": 6, "total": 10}
+
+
+def test_threshold_is_strict():
+    m = binary_metrics(np.array([1, 0]), np.array([0.5, 0.5]), 0.5)
+    assert m["confusion_matrix"]["tp"] == 0 and m["confusion_matrix"]["tn"] == 1
+
+
+def test_roc_auc_counts_ranked_pairs():
+    # pairs (pos, neg) ranked correctly: 24 pairs; wrong: 0.6<0.65, 0.3<0.65, 0.3<0.4,
+    # 0.2<0.65, 0.2<0.4 -> 5 wrong, 19 right
+    assert roc_auc(Y, S) == pytest.approx(19 / 24)
+
+
+def test_roc_auc_ties_count_half():
+    assert roc_auc(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+
+
+def test_pr_auc_by_hand():
+    # ranks: 0.9 P, 0.8 P, 0.7 P, 0.65 N, 0.6 P, 0.4 N, 0.3 P, 0.2 P ...
+    # AP = (1 + 1 + 1 + 4/5 + 5/7 + 6/8) / 6
+    assert pr_auc(Y, S) == pytest.approx((3 + 4 / 5 + 5 / 7 + 6 / 8) / 6)
+
+
+def test_undefined_values_are_none_not_zero():
+    m = binary_metrics(np.array([1, 1]), np.array([0.9, 0.8]), 0.5)
+    assert m["specificity"] is None and m["roc_auc"] is None
+
+
+@pytest.mark.parametrize("target,caught", [(0.5, 3), (0.66, 4), (0.95, 6), (1.0, 6)])
+def test_threshold_for_sensitivity_reaches_target(target, caught):
+    t = threshold_for_sensitivity(Y, S, target)
+    assert int(((S > t) & (Y == 1)).sum()) == caught
+    assert binary_metrics(Y, S, t)["sensitivity"] >= target - 1e-12
+
+
+def test_threshold_is_the_highest_that_reaches_target():
+    t = threshold_for_sensitivity(Y, S, 0.66)  # 4 of 6 positives: cut between 0.6 and 0.4
+    assert 0.4 < t < 0.6
