@@ -7,7 +7,17 @@ STAMP := $(VENV)/.installed
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: venv test demo clean
+# Demo knobs: `make demo DATA=/path/to/chest_xray` runs the same on a real tree.
+DATA ?=
+WEIGHTS ?= none
+MODEL ?= InceptionV3
+SPLIT ?= test
+OUT ?= out/demo
+MASTER ?= local[2]
+DEMO_DATA := $(if $(DATA),$(DATA),demo-data/chest_xray)
+SUBMIT := SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master '$(MASTER)'
+
+.PHONY: venv test demo demo-local sample-data clean
 
 venv: $(STAMP)
 
@@ -19,6 +29,17 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: venv
 	$(PY) -m pytest
+
+sample-data: venv
+	test -d demo-data/chest_xray || $(PY) -m pipeline.sample_data demo-data/chest_xray
+
+demo-local: venv $(if $(DATA),,sample-data)
+	$(SUBMIT) jobs/train.py --data $(DEMO_DATA) --model-out $(OUT)/model --weights $(WEIGHTS) \
+		--model-name $(MODEL) --features-cache $(OUT)/features
+	$(SUBMIT) jobs/evaluate.py --data $(DEMO_DATA) --model $(OUT)/model --out $(OUT)/report --split $(SPLIT)
+	@echo "report: $(abspath $(OUT))/report/report.html"
+
+demo: demo-local
 
 clean:
 	rm -rf out demo-data .pytest_cache

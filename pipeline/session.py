@@ -20,8 +20,11 @@ from pipeline import config
 log = logging.getLogger(__name__)
 
 #: Small Arrow batches: each row carries an image, and one Arrow batch is one model call.
+#: Small file partitions (Spark counts each file as at least 4 MB): about 8 images a task, so
+#: the last wave of tasks leaves few cores idle and a retried task redoes little work.
 DEFAULTS = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.DEFAULT_BATCH_SIZE),
+    "spark.sql.files.maxPartitionBytes": "32m",
     "spark.python.worker.reuse": "true",
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.showConsoleProgress": "true",

@@ -1,0 +1,126 @@
+"""Featurizer throughput, side by side in one run on the same N images (files -> vectors).
+
+  python bench/featurize.py DATA_DIR [-n 256] [--model InceptionV3] [--rounds 2]
+
+Methods, each timed in steady state (models built and workers warm, as in a long job):
+  keras        plain single-process Keras: load_img + preprocess_input + predict, batch by batch
+  ours-binary  DeepImageFeaturizer on spark.read.format("binaryFile")
+  ours-image   DeepImageFeaturizer on spark.read.format("image")
+  peer         what a user writes from Databricks' docs: binaryFile + an iterator pandas UDF
+               that builds the model once per worker and predicts each Arrow batch
+Prints images/s per method (best of --rounds) and the ratios the goals are stated in.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+from pyspark.sql import functions as F  # noqa: E402
+from pyspark.sql.functions import pandas_udf  # noqa: E402
+from pyspark.sql.types import ArrayType, FloatType  # noqa: E402
+
+from pipeline.featurizer import DeepImageFeaturizer  # noqa: E402
+from pipeline.models import build_backbone, get_model  # noqa: E402
+from pipeline.session import get_session  # noqa: E402
+
+_PEER_MODELS: dict = {}
+
+
+def peer_udf(name: str, seed: int):
+    """The do-it-yourself peer, written the way the Databricks guide shows it."""
+    @pandas_udf(ArrayType(FloatType()))
+    def predict(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        import keras
+        from PIL import Image
+
+        spec = get_model(name)
+        if name not in _PEER_MODELS:
+            _PEER_MODELS[name] = build_backbone(name, "none", "avg", seed)
+        model, size = _PEER_MODELS[name], spec.input_size
+        for contents in batches:
+            x = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB").resize((size, size)),
+                                     dtype=np.float32) for b in contents])
+            preds = model.predict(spec.preprocess()(x), verbose=0)
+            yield pd.Series(list(preds.astype(np.float32)))
+        del keras
+    return predict
+
+
+def plain_keras(files: list[Path], name: str, seed: int, batch: int) -> float:
+    import keras
+
+    spec = get_model(name)
+    model = build_backbone(name, "none", "avg", seed)
+    model.predict_on_batch(np.zeros((1, spec.input_size, spec.input_size, 3), np.float32))
+    started = time.perf_counter()
+    for i in range(0, len(files), batch):
+        x = np.stack([keras.utils.img_to_array(keras.utils.load_img(
+            f, target_size=(spec.input_size, spec.input_size), interpolation="bilinear"))
+            for f in files[i:i + batch]])
+        model.predict_on_batch(spec.preprocess()(x))
+    return time.perf_counter() - started
+
+
+def spark_run(spark, method: str, paths: list[str], name: str, seed: int, batch: int) -> float:
+    started = time.perf_counter()
+    if method == "peer":
+        df = spark.read.format("binaryFile").load(paths).select(peer_udf(name, seed)("content"))
+    else:
+        reader = "binaryFile" if method == "ours-binary" else "image"
+        df = spark.read.format(reader).load(paths)
+        df = df.withColumnRenamed("content", "image") if reader == "binaryFile" else df
+        df = DeepImageFeaturizer(modelName=name, weights=None, seed=seed, batchSize=batch) \
+            .transform(df).select("features")
+    df.write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data", type=Path, help="folder searched recursively for .jpeg/.jpg/.png")
+    p.add_argument("-n", type=int, default=256, help="images per method")
+    p.add_argument("--model", default="InceptionV3")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--seed", type=int, default=42)
+    args = p.parse_args()
+
+    files = sorted(f for f in args.data.rglob("*") if f.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    files = files[:: max(len(files) // args.n, 1)][: args.n]  # spread over classes and sizes
+    warm = files[: 2 * args.batch_size]
+    paths = [f"file://{f.resolve()}" for f in files]
+    spark = get_session("bench-featurize", args.master)
+    methods = ["keras", "ours-binary", "ours-image", "peer"]
+    for m in methods[1:]:  # build each worker's model once, as a long job would have
+        spark_run(spark, m, [f"file://{f.resolve()}" for f in warm], args.model, args.seed, args.batch_size)
+    best: dict[str, float] = {}
+    for r in range(args.rounds):
+        for m in methods:
+            secs = (plain_keras(files, args.model, args.seed, args.batch_size) if m == "keras"
+                    else spark_run(spark, m, paths, args.model, args.seed, args.batch_size))
+            best[m] = max(best.get(m, 0.0), len(files) / secs)
+            print(f"round {r + 1} {m:12s} {len(files) / secs:7.2f} images/s", flush=True)
+    print(f"\n{len(files)} images, {args.model}, {args.master}, cpus={os.cpu_count()}")
+    for m in methods:
+        print(f"  {m:12s} {best[m]:7.2f} images/s  {best[m] / best['keras']:.2f}x keras")
+    for ours in ("ours-binary", "ours-image"):
+        print(f"{ours} / keras = {best[ours] / best['keras']:.2f} (goal >= 0.95); "
+              f"{ours} / peer = {best[ours] / best['peer']:.2f} (goal > 1)")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
