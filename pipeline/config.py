@@ -48,3 +48,33 @@ LR_ELASTIC_NET = 0.3
 #: The decision threshold is the highest one that still reaches this sensitivity on the
 #: validation split: missing pneumonia costs more than a second look at a normal film.
 TARGET_SENSITIVITY = 0.95
+
+# --- fine-tuning arm (jobs/finetune.py) -----------------------------------------------------
+#: The report's two Keras methods: its from-scratch CNN and InceptionV3 transfer learning.
+FINETUNE_ARCHS = ("cnn", "inceptionv3")
+#: The report trained both at 150 px with batches of 32 and Adam's default rate.
+FINETUNE_IMAGE_SIZE = 150
+FINETUNE_BATCH_SIZE = 32
+FINETUNE_EPOCHS = 10
+FINETUNE_LEARNING_RATE = 1e-3
+#: Unfreezing a pretrained InceptionV3 base overfits quickly (Kermany et al.); off by default,
+#: and at a rate low enough not to wreck the ImageNet filters when asked for.
+FINETUNE_UNFREEZE_EPOCHS = 0
+FINETUNE_UNFREEZE_LEARNING_RATE = 1e-5
+#: The report's ImageDataGenerator(zoom_range=0.3, vertical_flip=True).
+AUGMENT_ZOOM = 0.3
+#: ReduceLROnPlateau(factor=0.3, patience=2) as the report, but on val_loss with mode "min"
+#: (the report's mode="max" cut the rate whenever the loss *improved*).
+LR_PLATEAU_FACTOR = 0.3
+LR_PLATEAU_PATIENCE = 2
+#: The report stopped after one epoch without a 0.1 drop in val_loss; that fires on noise.
+EARLY_STOP_PATIENCE = 4
+#: The decoded-pixel cache is read by the training task one Parquet row group at a time; this
+#: many row groups are shuffled together per epoch (the task holds about that many in memory).
+CACHE_ROWS_PER_GROUP = 128
+CACHE_SHUFFLE_GROUPS = 4
+#: Spark's GPU discovery script for executors, relative to the repository (spark-conf/).
+GPU_DISCOVERY_SCRIPT = str(REPO_ROOT / "spark-conf" / "gpu-discovery.sh")
+#: WebHDFS address the training task writes model files through, for hdfs:// outputs. Empty:
+#: the NameNode's ``dfs.namenode.http-address`` from the Hadoop configuration.
+WEBHDFS_URL = _env("WEBHDFS_URL", "")

@@ -68,13 +68,14 @@ def is_model_file(weights: str) -> bool:
 
 
 def build_backbone(name: str, weights: str, pooling: str, seed: int = SEED,
-                   local_file: str | None = None) -> "keras.Model":
+                   local_file: str | None = None, input_size: int | None = None) -> "keras.Model":
     """Build the headless backbone.
 
     ``weights``: ``"imagenet"`` (Keras downloads or reuses ``~/.keras/models``), ``"none"``
     (random init from ``seed``: the same seed gives the same network in every process), or
     the URI of a weights file (``.h5``/``.weights.h5``, no top) or a whole ``.keras`` model,
-    already fetched to ``local_file``.
+    already fetched to ``local_file``. ``input_size`` overrides the model's own (the
+    fine-tuning arm trains InceptionV3 at the report's 150 px; conv weights fit any size).
     """
     import keras
 
@@ -88,7 +89,7 @@ def build_backbone(name: str, weights: str, pooling: str, seed: int = SEED,
             include_top=False,
             weights=source,
             pooling=None if pooling == "none" else pooling,
-            input_shape=(spec.input_size, spec.input_size, 3),
+            input_shape=(input_size or spec.input_size, input_size or spec.input_size, 3),
         )
     except ValueError as exc:
         if source in (None, IMAGENET):
