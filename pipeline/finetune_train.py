@@ -1,0 +1,97 @@
+"""The training step as a Spark barrier task: what the driver sends and what the task does.
+
+The films reach the task as its partition: Spark reads the pixel cache in parallel and
+shuffles it into one partition on the task's executor (``pixel_cache.training_rows``), with
+its own transport and Hadoop configuration, so ``hdfs://``, ``s3a://`` and ``file:`` work
+alike and the Python task needs no file-system client of its own. The task spools the stream
+to local Parquet and trains from there (``pipeline.finetune_data``). Why not the other ways:
+WebHDFS covers hdfs:// only and needs the NameNode's HTTP address; ``SparkFiles`` registers
+the cache with the whole application, so every executor would download all of it, and one
+launched after the cache is removed would fail fetching it. A weights file (a user's
+persistent file, as the featurizer ships it) does travel with SparkFiles.
+
+The task writes the kept model itself into the job's temporary output folder
+(``pipeline.task_files``) and hands back only its history and scores; the folder becomes
+``--out`` when the driver has added the rest, so the output stays atomic.
+
+Keras is imported only here, inside the task, after the backend (``KERAS_BACKEND``) and the
+GPU Spark assigned (``CUDA_VISIBLE_DEVICES``) are set.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from pyspark import BarrierTaskContext, SparkFiles
+
+from pipeline.task_files import FileTarget, upload
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything the training needs besides the data: what the driver sends to the task."""
+
+    arch: str
+    image_size: int
+    weights: str
+    epochs: int
+    unfreeze_epochs: int
+    batch_size: int
+    learning_rate: float
+    unfreeze_learning_rate: float
+    seed: int
+    backend: str
+    score_subsets: tuple[str, ...]
+
+
+def _prepare_process(backend: str) -> None:
+    """Logging to the executor's stderr, the assigned GPU, and the Keras backend."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gpus = BarrierTaskContext.get().resources().get("gpu")
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
+        log.info("Spark assigned GPU %s to the training task", ",".join(gpus.addresses))
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise ValueError(f"this Python worker already runs Keras on {keras.backend.backend()}, "
+                             f"not {backend}: set spark.python.worker.reuse=false")
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+#: Name of the trained model in the output folder.
+MODEL_FILE = "model.keras"
+
+
+def training_task(plan: TrainPlan, weights_name: str | None, out: FileTarget,
+                  rows: Iterable) -> Iterator[dict]:
+    """The barrier stage's single task. A ValueError (the inputs are wrong: a weights file that
+    does not fit, no ImageNet download, one class only) comes back as ``{"error": reason}`` for
+    the driver to report in one line, its traceback in the executor's log; anything else fails
+    the task."""
+    try:
+        _prepare_process(plan.backend)
+        from pipeline.finetune_data import spool
+        from pipeline.finetune_fit import fit_and_score
+
+        local_weights = SparkFiles.get(weights_name) if weights_name else None
+        with tempfile.TemporaryDirectory(prefix="finetune-") as work:
+            films = os.path.join(work, "films.parquet")
+            log.info("spooled %d films to %s", spool(rows, films), films)
+            model_path = os.path.join(work, MODEL_FILE)
+            result = fit_and_score(plan, films, local_weights, model_path)
+            upload(out, model_path, MODEL_FILE)
+            yield result
+    except ValueError as exc:
+        log.exception("training task stopped")
+        yield {"error": str(exc)}

@@ -1,0 +1,45 @@
+"""The fine-tuning job on the JAX and PyTorch backends: same code, other Keras backend.
+
+The job runs in a fresh process (a Keras backend is fixed at import), and its model.keras is
+then loaded here, on TensorFlow, and must give the scores the other backend reported.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import REPO_ROOT
+from pipeline.images import decode_bytes
+from pipeline.sample_data import write_tree
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_job_trains_on_backend(tmp_path, backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (pip install -e '.[{backend}]')")
+    write_tree(tmp_path / "data", scale=1, seed=8)
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYSPARK_PYTHON": sys.executable,
+           "PYTHONPATH": str(REPO_ROOT), "SPARK_LOCAL_IP": "127.0.0.1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "jobs" / "finetune.py"), "--arch", "cnn",
+         "--data", str(tmp_path / "data"), "--out", str(out), "--epochs", "2", "--image-size", "32",
+         "--max-images", "40", "--batch-size", "8", "--master", "local[2]"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["training"]["backend"] == backend and doc["training"]["epochs_run"] == 2
+    assert f"({backend})" in doc["training"]["device"]
+    predictions = pd.read_csv(out / "predictions.csv", float_precision="round_trip")
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    x = np.stack([decode_bytes(open(p.removeprefix("file:"), "rb").read(), 32)
+                  for p in predictions["path"]]).astype("float32")
+    assert np.allclose(model.predict(x, verbose=0).reshape(-1), predictions["score"], atol=1e-4)

@@ -1,0 +1,61 @@
+"""Driver-side decisions of the fine-tuning job: the threshold source, GPU requests, weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark import SparkConf
+
+from pipeline.barrier import gpu_profile, wants_gpu
+from pipeline.finetune import evaluate_scores
+from pipeline.finetune_fit import class_weights
+from pipeline.metrics import threshold_for_sensitivity
+
+
+def _result(val_scores, test_scores) -> dict:
+    rng = np.random.default_rng(0)
+    def part(scores):
+        return {"path": [f"p{i}" for i in range(len(scores))], "score": list(scores),
+                "label": [float(x) for x in rng.integers(0, 2, len(scores))]}
+    return {"scores": {"validation": part(val_scores), "test": part(test_scores)}}
+
+
+def test_threshold_comes_from_validation_only():
+    rng = np.random.default_rng(1)
+    val = rng.uniform(size=60)
+    base = _result(val, rng.uniform(size=40))
+    threshold, val_metrics, test_metrics = evaluate_scores(base, "test", 0.95)
+    v = base["scores"]["validation"]
+    assert threshold == threshold_for_sensitivity(v["label"], v["score"], 0.95)
+    assert val_metrics["sensitivity"] >= 0.95 and test_metrics["counts"]["total"] == 40
+    other_test = _result(val, rng.uniform(size=40) ** 3)
+    assert evaluate_scores(other_test, "test", 0.95)[0] == threshold
+    other_val = _result(val ** 2, base["scores"]["test"]["score"])
+    assert evaluate_scores(other_val, "test", 0.95)[0] != threshold
+
+
+def test_validation_split_reports_the_validation_metrics():
+    result = _result(np.linspace(0, 1, 30), [0.5] * 5)
+    _, val_metrics, metrics = evaluate_scores(result, "validation", 0.9)
+    assert metrics == val_metrics and metrics["counts"]["total"] == 30
+
+
+def test_class_weights_balance_the_classes():
+    weights = class_weights({0: 1341, 1: 3875})
+    assert weights[0] * 1341 == pytest.approx(weights[1] * 3875) == pytest.approx(5216 / 2)
+    with pytest.raises(ValueError, match="both classes"):
+        class_weights({0: 0, 1: 10})
+
+
+def test_gpu_request_follows_what_the_cluster_offers(spark):
+    none, offered = SparkConf(loadDefaults=False), SparkConf(loadDefaults=False)
+    offered.set("spark.executor.resource.gpu.amount", "1").set("spark.executor.cores", "4")
+    assert not wants_gpu(none, "auto") and wants_gpu(offered, "auto")
+    assert not wants_gpu(offered, "off") and wants_gpu(offered, "on")
+    with pytest.raises(ValueError, match="offers no GPU.*gpu-discovery.sh"):
+        wants_gpu(none, "on")
+    profile = gpu_profile(offered)
+    task = profile.taskResources
+    assert task["gpu"].amount == 1.0 and task["cpus"].amount == 4.0 and not profile.executorResources
+    offered.set("spark.dynamicAllocation.enabled", "true")
+    executor = gpu_profile(offered).executorResources
+    assert executor["gpu"].amount == 1 and executor["gpu"].discoveryScript.endswith("gpu-discovery.sh")
