@@ -27,7 +27,7 @@ def _featurizer_identity(featurizer: DeepImageFeaturizer) -> dict:
     """What decides the features: a cache made with anything else is not reused."""
     cfg = featurizer.worker_config()
     return {"model_name": cfg.model_name, "weights": cfg.weights, "pooling": cfg.pooling,
-            "seed": cfg.seed}
+            "seed": cfg.seed, "model_file": cfg.model_file}
 
 
 def featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, images: DataFrame,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
@@ -22,14 +24,16 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol, HasSeed
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, BinaryType, FloatType, StringType, StructField, StructType
 
 from pipeline import config
+from pipeline.finetune_models import load_feature_extractor
 from pipeline.images import ImageError, decode_bytes, struct_to_rgb
 from pipeline.models import IMAGENET, NO_WEIGHTS, build_backbone, get_model
+from pipeline.storage import HadoopFS
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +77,29 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
     errorCol = Param(Params._dummy(), "errorCol",
                      "column for the reason a row has no features ('' for none)",
                      typeConverter=TypeConverters.toString)
+    modelFile = Param(Params._dummy(), "modelFile",
+                      "a .keras classifier (local or Hadoop URI) whose penultimate layer gives the "
+                      "features, fed raw 0-255 RGB at its own input size; replaces modelName "
+                      "('' for none)", typeConverter=TypeConverters.toString)
 
     @keyword_only
     def __init__(self, *, inputCol: str = "image", outputCol: str = "features",
                  modelName: str = config.DEFAULT_MODEL, weights: str | None = IMAGENET,
                  pooling: str = config.DEFAULT_POOLING, batchSize: int = config.DEFAULT_BATCH_SIZE,
-                 errorCol: str = "", seed: int = config.SEED) -> None:
+                 errorCol: str = "", seed: int = config.SEED, modelFile: str = "") -> None:
         super().__init__()
         self._setDefault(inputCol="image", outputCol="features", modelName=config.DEFAULT_MODEL,
                          weights=IMAGENET, pooling=config.DEFAULT_POOLING,
-                         batchSize=config.DEFAULT_BATCH_SIZE, errorCol="", seed=config.SEED)
+                         batchSize=config.DEFAULT_BATCH_SIZE, errorCol="", seed=config.SEED,
+                         modelFile="")
         self.setParams(**self._input_kwargs)
 
     @keyword_only
     def setParams(self, *, inputCol: str = "image", outputCol: str = "features",
                   modelName: str = config.DEFAULT_MODEL, weights: str | None = IMAGENET,
                   pooling: str = config.DEFAULT_POOLING, batchSize: int = config.DEFAULT_BATCH_SIZE,
-                  errorCol: str = "", seed: int = config.SEED) -> "DeepImageFeaturizer":
+                  errorCol: str = "", seed: int = config.SEED,
+                  modelFile: str = "") -> "DeepImageFeaturizer":
         kwargs = dict(self._input_kwargs)
         if "weights" in kwargs:  # Params._set skips the converter for None
             kwargs["weights"] = _to_weights(kwargs["weights"])
@@ -115,13 +125,16 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
     def worker_config(self) -> "WorkerConfig":
         """Everything a Python worker needs to rebuild this featurizer's model."""
         return WorkerConfig(self.getModelName(), self.getWeights(), self.getPooling(),
-                            self.getBatchSize(), self.getOrDefault(self.seed))
+                            self.getBatchSize(), self.getOrDefault(self.seed),
+                            self.getOrDefault(self.modelFile))
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         cfg = self.worker_config()
         get_model(cfg.model_name)
         if cfg.weights not in (IMAGENET, NO_WEIGHTS):
             dataset.sparkSession.sparkContext.addFile(cfg.weights)
+        if cfg.model_file:
+            cfg = replace(cfg, model_file=_stage_model_file(dataset.sparkSession, cfg.model_file))
         in_type = dataset.schema[self.getInputCol()].dataType
         if isinstance(in_type, BinaryType):
             udf = _bytes_udf(cfg)
@@ -148,6 +161,7 @@ class WorkerConfig:
     pooling: str
     batch_size: int
     seed: int
+    model_file: str = ""
 
 
 class _Runner:
@@ -155,11 +169,14 @@ class _Runner:
 
     def __init__(self, cfg: WorkerConfig) -> None:
         started = time.monotonic()
-        spec = get_model(cfg.model_name)
-        local = None
-        if cfg.weights not in (IMAGENET, NO_WEIGHTS):
-            local = SparkFiles.get(os.path.basename(cfg.weights)) if TaskContext.get() else cfg.weights
         self.cfg = cfg
+        if cfg.model_file:
+            self.model, self.size = load_feature_extractor(_local(cfg.model_file))
+            self.preprocess = np.asarray  # the model rescales raw RGB itself
+            log.info("loaded %s (%d px) in %.1fs", cfg.model_file, self.size, time.monotonic() - started)
+            return
+        spec = get_model(cfg.model_name)
+        local = None if cfg.weights in (IMAGENET, NO_WEIGHTS) else _local(cfg.weights)
         self.size = spec.input_size
         self.preprocess = spec.preprocess()
         self.model = build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, local)
@@ -194,6 +211,28 @@ class _Runner:
             for i, row in zip(kept, self.features(images)):
                 feats[i] = row
         return pd.DataFrame({"features": feats, "error": errors})
+
+
+def _local(uri: str) -> str:
+    """A file shipped with ``addFile``: its copy on this worker (the URI itself on the driver)."""
+    return SparkFiles.get(os.path.basename(uri)) if TaskContext.get() else uri
+
+
+_STAGED: dict[tuple[str, str], str] = {}
+
+
+def _stage_model_file(spark: SparkSession, uri: str) -> str:
+    """A uniquely named local copy of ``uri``, added with ``addFile`` once per application.
+    SparkFiles keys files by name alone, and every fine-tuned model is called model.keras."""
+    key = (spark.sparkContext.applicationId, uri)
+    if key not in _STAGED:
+        local = os.path.join(tempfile.mkdtemp(prefix="xray-model-file-"),
+                             f"{uuid.uuid4().hex[:12]}-{os.path.basename(uri.rstrip('/'))}")
+        with open(local, "wb") as f:
+            f.write(HadoopFS(spark, uri).read_bytes(uri))
+        spark.sparkContext.addFile(local)
+        _STAGED[key] = local
+    return _STAGED[key]
 
 
 _RUNNERS: dict[WorkerConfig, _Runner] = {}
