@@ -72,7 +72,8 @@ def _callbacks(stats: EpochStats, checkpoint: keras.callbacks.ModelCheckpoint) -
                                               factor=config.LR_PLATEAU_FACTOR,
                                               patience=config.LR_PLATEAU_PATIENCE),
             keras.callbacks.EarlyStopping(monitor="val_loss", mode="min",
-                                          patience=config.EARLY_STOP_PATIENCE)]
+                                          patience=config.EARLY_STOP_PATIENCE,
+                                          start_from_epoch=config.EARLY_STOP_START_EPOCH)]
 
 
 def lean_copy(model: keras.Model) -> keras.Model:
