@@ -21,7 +21,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -71,7 +71,7 @@ class FinetuneConfig:
     max_images: int | None = None
     split: str = "test"
     gpu: str = "auto"
-    backend: str = os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend: str = field(default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"))
 
     def check(self) -> None:
         """Refuse settings that cannot work, before any Spark work starts."""
@@ -90,8 +90,10 @@ class FinetuneConfig:
         if self.unfreeze_epochs and (self.arch != "inceptionv3" or self.model_weights == NO_WEIGHTS):
             raise ValueError("--unfreeze-epochs needs --arch inceptionv3 with pretrained weights "
                              "(with --weights none the whole network trains from the start)")
-        if self.unfreeze_epochs < 0 or (self.max_images is not None and self.max_images < 8):
-            raise ValueError("--unfreeze-epochs must be >= 0 and --max-images >= 8")
+        if self.unfreeze_epochs < 0:
+            raise ValueError("--unfreeze-epochs must be at least 0")
+        if self.max_images is not None and self.max_images < 8:
+            raise ValueError("--max-images must be at least 8 (both classes on both sides)")
         if not 0 < self.target_sensitivity <= 1:
             raise ValueError("--target-sensitivity must be in (0, 1]")
 
