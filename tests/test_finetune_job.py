@@ -7,11 +7,14 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.ml import PipelineModel
 
 from jobs import compare as compare_job
 from jobs import finetune as finetune_job
+from pipeline.classifier import make_classifier, with_class_weights
 from pipeline.cli import run_job
-from pipeline.dataset import scan_tree
+from pipeline.dataset import read_images, scan_tree
+from pipeline.evaluation import EvalConfig, evaluate
 from pipeline.featurizer import DeepImageFeaturizer
 from pipeline.finetune import FinetuneConfig, sample_listing, validation_flags
 from pipeline.finetune_models import build_model, penultimate_model
@@ -133,17 +136,31 @@ def test_fine_tuned_model_as_featurizer_model_file(spark, runs, arch):
         assert nonzero.all()
 
 
-def test_compare_two_runs(spark, runs, tmp_path):
+def _featurizer_lr_run(spark, tree, model_file: str, base) -> str:
+    """The other arm's real output on the in-domain features: DeepImageFeaturizer(modelFile)
+    + weighted logistic regression, saved as a PipelineModel and evaluated by its own job."""
+    features = DeepImageFeaturizer(modelFile=model_file).transform(
+        read_images(spark, scan_tree(spark, str(tree), ("train",)), "binaryFile"))
+    fit_part, _ = with_class_weights(features)
+    PipelineModel(stages=[DeepImageFeaturizer(modelFile=model_file), make_classifier().fit(fit_part)]) \
+        .write().save(str(base / "lr-model"))
+    evaluate(spark, EvalConfig(data=str(tree), model=str(base / "lr-model"), out=str(base / "lr")))
+    return str(base / "lr")
+
+
+def test_compare_runs_of_both_arms(spark, runs, tree, tmp_path):
+    lr_run = _featurizer_lr_run(spark, tree, str(runs["cnn"][0] / "model.keras"), tmp_path)
     out = tmp_path / "compare"
     run_job(compare_job.main, compare_job.parser(), [
-        str(runs["cnn"][0]), str(runs["inceptionv3"][0] / "metrics.json"), "--out", str(out)])
+        str(runs["cnn"][0]), str(runs["inceptionv3"][0] / "metrics.json"), lr_run, "--out", str(out)])
     table = (out / "compare.md").read_text().splitlines()
     assert table[0].startswith("| run | method | split | accuracy | precision | recall | specificity")
-    cnn, inc = table[2].split(" | "), table[3].split(" | ")
-    assert cnn[:2] == ["| cnn", "finetune-cnn"] and inc[:2] == ["| inc", "finetune-inceptionv3"]
-    assert f"{runs['cnn'][1]['metrics']['roc_auc']:.4f}" in cnn
+    rows = [line.split(" | ") for line in table[2:5]]
+    assert [r[:2] for r in rows] == [["| cnn", "finetune-cnn"], ["| inc", "finetune-inceptionv3"],
+                                     ["| lr", "featurizer+lr"]]
+    assert f"{runs['cnn'][1]['metrics']['roc_auc']:.4f}" in rows[0]
     page = (out / "compare.html").read_text()
-    assert page.count("data:image/png;base64,") == 1 and page.count("<tr>") == 3
+    assert page.count("data:image/png;base64,") == 1 and page.count("<tr>") == 4
 
 
 def test_one_class_training_fails_cleanly_and_leaves_nothing(spark, tmp_path, capsys):
