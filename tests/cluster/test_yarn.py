@@ -1,0 +1,55 @@
+"""A PySpark application on YARN, in client mode as the pipeline's jobs run, appears in the
+ResourceManager as SUCCEEDED and in the History Server's REST API."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline.cluster import conf, health
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+APP = Path(__file__).with_name("yarn_app.py")
+
+
+@pytest.fixture(scope="module")
+def yarn_app(spark_env):
+    """Runs yarn_app.py once with spark-submit --master yarn; yields its application id."""
+    out = f"hdfs:///tmp/xray-yarn-test-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [str(conf.spark_home() / "bin" / "spark-submit"), "--master", "yarn", str(APP), out],
+        env=spark_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-5000:]
+    found = re.search(r"yarn-app-ok (application_\d+_\d+) rows=1000", done.stdout)
+    assert found, done.stdout[-2000:]
+    return found[1]
+
+
+def _get(url: str) -> dict | list:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def test_spark_submit_on_yarn_succeeds(yarn_app):
+    app = _get(health.url("resourcemanager_http", f"/ws/v1/cluster/apps/{yarn_app}"))["app"]
+    assert (app["state"], app["finalStatus"]) == ("FINISHED", "SUCCEEDED")
+    assert app["applicationType"] == "SPARK"
+
+
+def test_history_server_lists_the_application(yarn_app):
+    deadline = time.monotonic() + 60  # it scans hdfs:///spark-logs every 5 s
+    while True:
+        ids = [a["id"] for a in _get(health.url("history_http", "/api/v1/applications"))]
+        if yarn_app in ids or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert yarn_app in ids
+    attempt = _get(health.url("history_http", f"/api/v1/applications/{yarn_app}"))["attempts"][0]
+    assert attempt["completed"] is True
