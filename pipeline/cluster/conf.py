@@ -63,7 +63,7 @@ def _render_site_xml(src: Path, values: dict[str, str]) -> tuple[str, set[str]]:
         name = prop.findtext("name", "").strip()
         if name.startswith("xray."):
             if name not in values:
-                raise ClusterError(f"{src} defines {name}, which pipeline.cluster.conf does not set")
+                raise ClusterError(f"{src} defines {name}, which xray_properties() lacks")
             prop.find("value").text = values[name]
             seen.add(name)
     return ET.tostring(tree.getroot(), encoding="unicode"), seen

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline import config
@@ -27,41 +28,43 @@ def url(port_name: str, path: str = "") -> str:
 
 #: Straight to loopback, whatever http_proxy says.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+#: What a daemon that is down, starting or confused answers with.
+_FAILURES = (OSError, ValueError, KeyError, IndexError)
 
 
-def _get_json(address: str, timeout: float = 3.0) -> dict:
+def get_json(address: str, timeout: float = 3.0) -> dict | list:
     with _OPENER.open(address, timeout=timeout) as response:
         return json.load(response)
 
 
-def _ask(name: str, ui: str, address: str, judge) -> Check:
-    """judge(json) -> (ok, detail); connection errors become an unhealthy Check."""
+def _not_answering(exc: Exception) -> str:
+    return f"not answering ({getattr(exc, 'reason', None) or exc})"
+
+
+def _ask(name: str, ui: str, address: str,
+         judge: Callable[[dict | list], tuple[bool, str]]) -> Check:
+    """judge(answer) -> (ok, detail); an error becomes an unhealthy Check."""
     try:
-        ok, detail = judge(_get_json(address))
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        return Check(name, False, f"not answering ({reason})", ui)
+        ok, detail = judge(get_json(address))
+    except _FAILURES as exc:
+        return Check(name, False, _not_answering(exc), ui)
     return Check(name, ok, detail, ui)
 
 
-def namenode() -> Check:
-    def judge(doc: dict) -> tuple[bool, str]:
-        state = doc["beans"][0]["FSState"]
-        return state == "Operational", ("out of safe mode" if state == "Operational"
-                                        else f"state {state}")
-    return _ask("namenode", url("namenode_http"),
-                url("namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"),
-                judge)
-
-
-def datanodes(expected: int = 1) -> Check:
-    def judge(doc: dict) -> tuple[bool, str]:
-        bean = doc["beans"][0]
-        live, dead = bean["NumLiveDataNodes"], bean["NumDeadDataNodes"]
-        return live >= expected, f"{live} live, {dead} dead (expected {expected})"
-    return _ask("datanodes", url("namenode_http", "/dfshealth.html#tab-datanode"),
-                url("namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"),
-                judge)
+def hdfs(datanodes_expected: int = 1) -> list[Check]:
+    """The NameNode (out of safe mode?) and its live DataNodes, from one JMX query."""
+    ui, datanode_ui = url("namenode_http"), url("namenode_http", "/dfshealth.html#tab-datanode")
+    try:
+        bean = get_json(url("namenode_http",
+                            "/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"))["beans"][0]
+        state, live, dead = bean["FSState"], bean["NumLiveDataNodes"], bean["NumDeadDataNodes"]
+    except _FAILURES as exc:
+        return [Check("namenode", False, _not_answering(exc), ui),
+                Check("datanodes", False, "unknown: the NameNode is not answering", datanode_ui)]
+    return [Check("namenode", state == "Operational",
+                  "out of safe mode" if state == "Operational" else f"state {state}", ui),
+            Check("datanodes", live >= datanodes_expected,
+                  f"{live} live, {dead} dead (expected {datanodes_expected})", datanode_ui)]
 
 
 def resourcemanager() -> Check:
@@ -84,17 +87,15 @@ def nodemanagers(expected: int = 1) -> Check:
 
 
 def history() -> Check:
-    def judge(doc: list) -> tuple[bool, str]:
-        return True, f"answering, {len(doc)} application(s) listed"
-    return _ask("history", url("history_http"),
-                url("history_http", "/api/v1/applications"), judge)
+    return _ask("history", url("history_http"), url("history_http", "/api/v1/applications"),
+                lambda apps: (True, f"answering, {len(apps)} application(s) listed"))
 
 
 def hdfs_ready(datanodes_expected: int = 1) -> bool:
     """Writable: out of safe mode with the DataNodes registered."""
-    return namenode().ok and datanodes(datanodes_expected).ok
+    return all(check.ok for check in hdfs(datanodes_expected))
 
 
 def all_checks(datanodes_expected: int = 1, nodemanagers_expected: int = 1) -> list[Check]:
-    return [namenode(), datanodes(datanodes_expected), resourcemanager(),
-            nodemanagers(nodemanagers_expected), history()]
+    return [*hdfs(datanodes_expected), resourcemanager(), nodemanagers(nodemanagers_expected),
+            history()]

@@ -18,11 +18,11 @@ def test_every_check_is_healthy(cluster):
 
 
 def test_one_live_datanode_and_one_nodemanager(cluster):
-    hdfs = health._get_json(health.url(
+    hdfs = health.get_json(health.url(
         "namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"))
     assert hdfs["beans"][0]["NumLiveDataNodes"] == 1
     assert hdfs["beans"][0]["FSState"] == "Operational"  # out of safe mode
-    yarn = health._get_json(health.url("resourcemanager_http", "/ws/v1/cluster/metrics"))
+    yarn = health.get_json(health.url("resourcemanager_http", "/ws/v1/cluster/metrics"))
     assert yarn["clusterMetrics"]["activeNodes"] == 1
     assert yarn["clusterMetrics"]["unhealthyNodes"] == 0
 

@@ -2,11 +2,9 @@
 ResourceManager as SUCCEEDED and in the History Server's REST API."""
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -32,13 +30,9 @@ def yarn_app(spark_env):
     return found[1]
 
 
-def _get(url: str) -> dict | list:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
-
-
 def test_spark_submit_on_yarn_succeeds(yarn_app):
-    app = _get(health.url("resourcemanager_http", f"/ws/v1/cluster/apps/{yarn_app}"))["app"]
+    app = health.get_json(
+        health.url("resourcemanager_http", f"/ws/v1/cluster/apps/{yarn_app}"))["app"]
     assert (app["state"], app["finalStatus"]) == ("FINISHED", "SUCCEEDED")
     assert app["applicationType"] == "SPARK"
 
@@ -46,10 +40,12 @@ def test_spark_submit_on_yarn_succeeds(yarn_app):
 def test_history_server_lists_the_application(yarn_app):
     deadline = time.monotonic() + 60  # it scans hdfs:///spark-logs every 5 s
     while True:
-        ids = [a["id"] for a in _get(health.url("history_http", "/api/v1/applications"))]
+        apps = health.get_json(health.url("history_http", "/api/v1/applications"))
+        ids = [app["id"] for app in apps]
         if yarn_app in ids or time.monotonic() > deadline:
             break
         time.sleep(2)
     assert yarn_app in ids
-    attempt = _get(health.url("history_http", f"/api/v1/applications/{yarn_app}"))["attempts"][0]
+    app = health.get_json(health.url("history_http", f"/api/v1/applications/{yarn_app}"))
+    attempt = app["attempts"][0]
     assert attempt["completed"] is True
