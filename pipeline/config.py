@@ -83,6 +83,10 @@ DAEMON_HEAP_MB = {name: int(_env(f"HEAP_{name.upper()}", str(mb))) for name, mb 
     "namenode": 1024, "datanode": 512, "resourcemanager": 1024, "nodemanager": 512,
     "history": 1024,
 }.items()}
+#: JVM options for every daemon (XRAY_DAEMON_JVM_OPTS, space-separated). The C1 compiler alone
+#: and the serial collector spend less CPU warming up: on 2 busy cores a warm start took 10-21 s
+#: instead of 20-37 s, and WebHDFS uploads ran as fast or faster. The daemons are light.
+DAEMON_JVM_OPTS = _env("DAEMON_JVM_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC").split()
 #: What the NodeManager offers to containers: two executors (1 GB heap + 2 GB for the Python
 #: workers each) and the application master fit, on a 2-core machine with 4 vcores.
 NODEMANAGER_MEMORY_MB = int(_env("NODEMANAGER_MEMORY_MB", "8192"))

@@ -146,7 +146,8 @@ def _command(daemon: Daemon) -> list[str]:
     if daemon is HISTORY:  # pyspark's launcher builds Spark's classpath and JVM options
         return [str(conf.spark_home() / "bin" / "spark-class"), daemon.main_class]
     logs, home = log_dir(), jars.hadoop_home()
-    return [str(_java()), f"-Xmx{config.DAEMON_HEAP_MB[daemon.name]}m", f"-Dproc_{daemon.name}", "-Djava.net.preferIPv4Stack=true",
+    return [str(_java()), f"-Xmx{config.DAEMON_HEAP_MB[daemon.name]}m", *config.DAEMON_JVM_OPTS,
+            f"-Dproc_{daemon.name}", "-Djava.net.preferIPv4Stack=true",
             f"-Dhadoop.log.dir={logs}", f"-Dhadoop.log.file={daemon.name}.log",
             f"-Dyarn.log.dir={logs}", f"-Dyarn.log.file={daemon.name}.log",
             f"-Dhadoop.home.dir={home}", f"-Dyarn.home.dir={home}",
@@ -162,6 +163,7 @@ def _environment(daemon: Daemon) -> dict[str, str]:
     env["JAVA_HOME"] = str(config.JAVA_HOME)
     if daemon is HISTORY:
         env["SPARK_DAEMON_MEMORY"] = f"{config.DAEMON_HEAP_MB['history']}m"
+        env["SPARK_DAEMON_JAVA_OPTS"] = " ".join(config.DAEMON_JVM_OPTS)
         env["SPARK_LOG_DIR"] = str(log_dir())
     return env
 
