@@ -164,7 +164,6 @@ def _environment(daemon: Daemon) -> dict[str, str]:
     if daemon is HISTORY:
         env["SPARK_DAEMON_MEMORY"] = f"{config.DAEMON_HEAP_MB['history']}m"
         env["SPARK_DAEMON_JAVA_OPTS"] = " ".join(config.DAEMON_JVM_OPTS)
-        env["SPARK_LOG_DIR"] = str(log_dir())
     return env
 
 
