@@ -30,6 +30,6 @@ def test_one_live_datanode_and_one_nodemanager(cluster):
 def test_status_command_lists_health_and_web_uis(cluster, cli):
     done = cli("status")
     assert done.returncode == 0, done.stdout + done.stderr
-    for url in ("http://localhost:9870", "http://localhost:8088", "http://localhost:18080"):
-        assert url in done.stdout
+    for port in ("namenode_http", "resourcemanager_http", "history_http"):
+        assert health.url(port) in done.stdout
     assert done.stdout.strip().endswith("healthy")
