@@ -9,6 +9,7 @@ disturb the shared one that other people and tests use.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -34,17 +35,20 @@ def run_cli(command: str, env: dict[str, str] | None = None,
 
 
 def free_ports(count: int) -> list[int]:
-    """count distinct ports free on loopback right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind((config.CLUSTER_BIND_HOST, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """count distinct ports free on loopback now, from below Linux's ephemeral range
+    (32768-60999): a port picked from inside it can be taken by some outgoing connection
+    before a daemon that restarts (as in the SIGKILL test) binds it again."""
+    ports: list[int] = []
+    for candidate in random.Random().sample(range(20000, 32000), 400):
+        with socket.socket() as probe:
+            try:
+                probe.bind((config.CLUSTER_BIND_HOST, candidate))
+            except OSError:
+                continue
+        ports.append(candidate)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"found only {len(ports)} free ports in 20000-32000")
 
 
 def isolated_env(state_dir: Path, **overrides: int) -> dict[str, str]:
