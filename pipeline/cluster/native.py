@@ -9,6 +9,7 @@ Layout under config.STATE_DIR:
     hdfs/name, hdfs/data      HDFS metadata and blocks
     yarn/local, yarn/logs     NodeManager work dirs and container logs
     logs/<daemon>.log|.out    daemon logs (log4j) and stdout/stderr (JVM errors)
+    tmp/                      the daemons' temporary files (Jetty's unpacked web UIs)
     run/<daemon>.pid          pids of the daemons this tool started
 """
 from __future__ import annotations
@@ -63,6 +64,11 @@ def run_dir() -> Path:
 
 def log_dir() -> Path:
     return config.STATE_DIR / "logs"
+
+
+def tmp_dir() -> Path:
+    """The daemons' java.io.tmpdir and hadoop.tmp.dir, instead of /tmp."""
+    return config.STATE_DIR / "tmp"
 
 
 def name_dir() -> Path:
@@ -148,6 +154,7 @@ def _command(daemon: Daemon) -> list[str]:
     logs, home = log_dir(), jars.hadoop_home()
     return [str(_java()), f"-Xmx{config.DAEMON_HEAP_MB[daemon.name]}m", *config.DAEMON_JVM_OPTS,
             f"-Dproc_{daemon.name}", "-Djava.net.preferIPv4Stack=true",
+            f"-Djava.io.tmpdir={tmp_dir()}",  # Jetty unpacks the web UIs there
             f"-Dhadoop.log.dir={logs}", f"-Dhadoop.log.file={daemon.name}.log",
             f"-Dyarn.log.dir={logs}", f"-Dyarn.log.file={daemon.name}.log",
             f"-Dhadoop.home.dir={home}", f"-Dyarn.home.dir={home}",
@@ -163,7 +170,8 @@ def _environment(daemon: Daemon) -> dict[str, str]:
     env["JAVA_HOME"] = str(config.JAVA_HOME)
     if daemon is HISTORY:
         env["SPARK_DAEMON_MEMORY"] = f"{config.DAEMON_HEAP_MB['history']}m"
-        env["SPARK_DAEMON_JAVA_OPTS"] = " ".join(config.DAEMON_JVM_OPTS)
+        env["SPARK_DAEMON_JAVA_OPTS"] = " ".join(
+            [*config.DAEMON_JVM_OPTS, f"-Djava.io.tmpdir={tmp_dir()}"])
     return env
 
 
@@ -266,7 +274,7 @@ def up() -> UpResult:
         return result
     java = check_java()
     check_ports(to_start)
-    for sub in (run_dir(), log_dir()):
+    for sub in (run_dir(), log_dir(), tmp_dir()):
         sub.mkdir(parents=True, exist_ok=True)
     log.info("starting %s with %s (state dir %s)", ", ".join(d.name for d in to_start) or
              "nothing (waiting for health)", java, config.STATE_DIR)
