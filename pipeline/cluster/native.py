@@ -10,10 +10,13 @@ Layout under config.STATE_DIR:
     yarn/local, yarn/logs     NodeManager work dirs and container logs
     logs/<daemon>.log|.out    daemon logs (log4j) and stdout/stderr (JVM errors)
     tmp/                      the daemons' temporary files (Jetty's unpacked web UIs)
-    run/<daemon>.pid          pids of the daemons this tool started
+    run/<daemon>.pid          pids of the daemons this tool started (run/cluster.lock: one
+                              up or down at a time)
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -23,7 +26,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,8 +266,23 @@ def _healthy() -> bool:
     return all(check.ok for check in health.all_checks())
 
 
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """One up or down at a time per state dir: two test sessions (or a test and a person)
+    calling up together would otherwise both start daemons and collide on the ports."""
+    run_dir().mkdir(parents=True, exist_ok=True)
+    with (run_dir() / "cluster.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def up() -> UpResult:
     """Bring every daemon up and healthy; start only what is not running (idempotent)."""
+    with _exclusive():
+        return _up()
+
+
+def _up() -> UpResult:
     start = time.monotonic()
     result = UpResult()
     to_start = [d for d in DAEMONS if running_pid(d) is None]
@@ -280,8 +298,9 @@ def up() -> UpResult:
              "nothing (waiting for health)", java, config.STATE_DIR)
 
     result.jars_downloaded = not jars.is_current()
+    jars_start = time.monotonic()
     jars.ensure_jars()
-    result.timings["jars_s"] = time.monotonic() - start
+    result.timings["jars_s"] = time.monotonic() - jars_start
     changed = conf.render()
     running = [d.name for d in DAEMONS if d not in to_start]
     if changed and running:
@@ -354,7 +373,8 @@ def stop(daemon: Daemon, timeout: float = 30.0) -> bool:
 def down(names: Iterable[str] | None = None) -> list[str]:
     """Stop the daemons this tool started (all, or those named), newest first."""
     wanted = set(names) if names is not None else {d.name for d in DAEMONS}
-    stopped = [d.name for d in reversed(DAEMONS) if d.name in wanted and stop(d)]
+    with _exclusive():
+        stopped = [d.name for d in reversed(DAEMONS) if d.name in wanted and stop(d)]
     if not stopped:
         log.info("no daemon of this cluster is running (pid files in %s)", run_dir())
     return stopped

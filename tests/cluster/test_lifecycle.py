@@ -5,6 +5,7 @@ import getpass
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -39,12 +40,16 @@ def _gone(pid: int) -> bool:
 @pytest.mark.fault
 @pytest.mark.slow
 def test_up_recovers_after_sigkill_with_stale_pid_files(cli, make_isolated_env):
-    """A private cluster (own ports and state dir): write, SIGKILL every daemon, up again."""
+    """A private cluster (own ports and state dir): two concurrent ups (one starts it, the
+    other waits and finds it running), write, SIGKILL every daemon, up again."""
     env = make_isolated_env()
     state = Path(env["XRAY_STATE_DIR"])
     try:
-        first = cli("up", env=env)
-        assert first.returncode == 0, first.stderr[-4000:]
+        with ThreadPoolExecutor(2) as pool:
+            ups = list(pool.map(lambda _: cli("up", env=env), range(2)))
+        assert [u.returncode for u in ups] == [0, 0], [u.stderr[-3000:] for u in ups]
+        assert sum("formatted HDFS" in u.stderr for u in ups) == 1
+        assert sum("nothing to do" in u.stderr for u in ups) == 1
         webhdfs = InsecureClient(f"http://localhost:{env['XRAY_PORT_NAMENODE_HTTP']}",
                                  user=getpass.getuser())
         payload = os.urandom(3 << 20)
