@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "env":
             for key, value in conf.spark_env().items():
                 print(f"export {key}={shlex.quote(value)}")
+            # Executors and driver run the Python that printed this, unless one is chosen.
+            print(f'export PYSPARK_PYTHON="${{PYSPARK_PYTHON:-{sys.executable}}}"')
             return 0
         if args.command == "lock":
             jars.write_lock()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shlex
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -108,7 +107,10 @@ def _spark_env_sh() -> str:
     lines = ["# Written by pipeline.cluster from pipeline/config.py; sourced by Spark's launcher."]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in spark_env().items()
               if key != "SPARK_CONF_DIR"]
-    lines.append(f'export PYSPARK_PYTHON="${{PYSPARK_PYTHON:-{sys.executable}}}"')
+    # Executors run the driver's Python by path; the caller's python3 (a venv's, when one is
+    # active) unless PYSPARK_PYTHON names one. Not the Python that rendered this file: that
+    # may be another checkout's venv, whose `pipeline` package is another version.
+    lines.append('export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$(command -v python3)}"')
     return "\n".join(lines) + "\n"
 
 
