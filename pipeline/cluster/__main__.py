@@ -35,9 +35,12 @@ def status(current: str) -> int:
     expected = docker.DATANODES if current == "docker" else 1
     pids = native.pids() if current == "native" else {}
     checks = health.all_checks(datanodes_expected=expected)
-    print(f"cluster ({current} mode, state dir {config.STATE_DIR}, logs {native.log_dir()})")
+    logs = (f"state dir {config.STATE_DIR}, logs {native.log_dir()}" if current == "native"
+            else f"logs: docker compose -f {docker.COMPOSE_FILE} logs")
+    print(f"cluster ({current} mode, {logs})")
     for check in checks:
-        pid = pids.get(check.name)
+        pid = pids.get({"datanodes": "datanode", "nodemanagers": "nodemanager"}
+                       .get(check.name, check.name))
         where = f"pid {pid}" if pid else ""
         print(f"  {'ok  ' if check.ok else 'FAIL'} {check.name:<16}{where:<11}"
               f"{check.detail:<55} {check.url}")
