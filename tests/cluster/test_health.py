@@ -1,6 +1,8 @@
 """Every daemon of the native cluster answers and reports healthy."""
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 
 from pipeline.cluster import health, native
@@ -33,3 +35,18 @@ def test_status_command_lists_health_and_web_uis(cluster, cli):
     for port in ("namenode_http", "resourcemanager_http", "history_http"):
         assert health.url(port) in done.stdout
     assert done.stdout.strip().endswith("healthy")
+
+
+@pytest.mark.parametrize("port, path, text", [
+    ("namenode_http", "/dfshealth.html", "Namenode information"),
+    ("namenode_http", "/explorer.html", "Browse Directory"),
+    ("datanode_http", "/datanode.html", "DataNode Information"),
+    ("resourcemanager_http", "/cluster/nodes", "Nodes of the cluster"),
+    ("nodemanager_http", "/node", "NodeManager information"),
+    ("history_http", "/", "History Server"),
+])
+def test_web_uis_serve_their_pages(cluster, port, path, text):
+    """The UI files are on the classpath (HDFS's come from hadoop-hdfs-tests.jar)."""
+    with urllib.request.urlopen(health.url(port, path), timeout=10) as response:
+        assert response.status == 200
+        assert text in response.read().decode(errors="replace")
