@@ -2,13 +2,16 @@
 ResourceManager as SUCCEEDED and in the History Server's REST API."""
 from __future__ import annotations
 
+import getpass
 import re
 import subprocess
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
+from hdfs import InsecureClient
 
 from pipeline.cluster import conf, health
 
@@ -27,7 +30,9 @@ def yarn_app(spark_env):
     assert done.returncode == 0, done.stderr[-5000:]
     found = re.search(r"yarn-app-ok (application_\d+_\d+) rows=1000", done.stdout)
     assert found, done.stdout[-2000:]
-    return found[1]
+    yield found[1]
+    InsecureClient(health.url("namenode_http"), user=getpass.getuser()).delete(
+        urlparse(out).path, recursive=True)
 
 
 def test_spark_submit_on_yarn_succeeds(yarn_app):
