@@ -104,7 +104,8 @@ def _verify(lib: Path, expected: dict[str, str]) -> None:
         actual = _sha256(lib / name)
         if actual != digest:
             raise ClusterError(f"sha256 mismatch for {name}: {LOCK.name} has {digest}, "
-                               f"the download has {actual}; refusing to run it")
+                               f"the download has {actual}; refusing to run it (a corrupt "
+                               f"cached copy? remove {config.CACHE_DIR / 'm2'} and retry)")
 
 
 def _unpack_webapps(lib: Path, root: Path) -> int:
