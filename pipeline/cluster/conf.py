@@ -144,8 +144,10 @@ def render() -> list[Path]:
             changed.append(hadoop_dir / src.name)
     if seen != set(values):
         raise ClusterError(f"hadoop-conf/ lacks the properties {sorted(set(values) - seen)}")
+    copied = [(src.name, src.read_text(), src.stat().st_mode & 0o777)
+              for src in sorted(SPARK_CONF_SRC.iterdir()) if src.name != "spark-defaults.conf"]
     for name, text, mode in (("spark-defaults.conf", _spark_defaults(), 0o644),
-                             ("spark-env.sh", _spark_env_sh(), 0o755)):
+                             ("spark-env.sh", _spark_env_sh(), 0o755), *copied):
         if _write_if_changed(spark_dir / name, text, mode):
             changed.append(spark_dir / name)
     return changed

@@ -287,8 +287,10 @@ def _up() -> UpResult:
     result = UpResult()
     to_start = [d for d in DAEMONS if running_pid(d) is None]
     if not to_start and _healthy():
-        log.info("cluster already running and healthy (state dir %s): nothing to do",
-                 config.STATE_DIR)
+        # Clients (spark-submit) read the rendered files on every run: keep them current.
+        changed = conf.render()
+        log.info("cluster already running and healthy (state dir %s): nothing to do%s",
+                 config.STATE_DIR, f" but refresh {len(changed)} config file(s)" if changed else "")
         return result
     java = check_java()
     check_ports(to_start)
