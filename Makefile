@@ -43,3 +43,17 @@ demo: demo-local
 
 clean:
 	rm -rf out demo-data .pytest_cache
+
+# --- cluster: Hadoop/YARN + Spark History Server (pipeline/cluster, docs/cluster.md) -------
+# Docker Compose when a Docker engine answers, else native Java processes on loopback.
+.PHONY: cluster-up cluster-down cluster-status
+
+cluster-up: venv
+	$(PY) -m pipeline.cluster up
+
+cluster-down: venv
+	$(PY) -m pipeline.cluster down
+
+cluster-status: venv
+	$(PY) -m pipeline.cluster status
+# --- end cluster ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 
 from pipeline import config
 from pipeline.cli import base_parser, run_job
-from pipeline.evaluation import EvalConfig, evaluate
+from pipeline.evaluation import VALIDATION, EvalConfig, evaluate
 from pipeline.session import get_session
 
 SHOWN = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc", "threshold")
@@ -18,7 +18,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="URI of the chest_xray tree")
     p.add_argument("--model", required=True, help="URI of a model saved by jobs/train.py")
     p.add_argument("--out", required=True, help="URI of the report folder to write")
-    p.add_argument("--split", default="test", choices=config.SPLITS)
+    p.add_argument("--split", default="test", choices=(*config.SPLITS, VALIDATION),
+                   help="a folder of the tree, or 'validation': the patient-grouped part of "
+                        "train that the model's training held out")
     p.add_argument("--reader", default=config.DEFAULT_READER, choices=config.READERS)
     return p
 

@@ -49,6 +49,51 @@ LR_ELASTIC_NET = 0.3
 #: validation split: missing pneumonia costs more than a second look at a normal film.
 TARGET_SENSITIVITY = 0.95
 
+# --- cluster (pipeline/cluster, docs/cluster.md) --------------------------------------------
+#: Hadoop's servers, fetched from Maven Central (pipeline/cluster/hadoop-jars.pom.xml). 3.5 is
+#: the first line whose servers run on Java 17; changing it means regenerating the jar lock.
+HADOOP_VERSION = _env("HADOOP_VERSION", "3.5.0")
+#: Hadoop 3.5 needs Java 17 (older Hadoop breaks on Java 23+); the JVM image tag follows it.
+JAVA_HOME = Path(_env("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64"))
+JAVA_MAJOR = 17
+#: auto: Docker Compose when a Docker engine and the compose plugin answer, else native.
+CLUSTER_MODE = _env("CLUSTER_MODE", "auto")
+#: Daemon data, logs, pid files and the rendered configuration of the native cluster.
+STATE_DIR = Path(_env("STATE_DIR", str(
+    Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "xray-pipeline")))
+#: Downloaded jars and the Spark jar archive: large, re-creatable, never in the repo.
+CACHE_DIR = Path(_env("CACHE_DIR", str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xray-pipeline")))
+#: Every daemon binds and advertises loopback only.
+CLUSTER_HOST = "localhost"
+CLUSTER_BIND_HOST = "127.0.0.1"
+#: name -> port; XRAY_PORT_<NAME> overrides one (e.g. XRAY_PORT_NAMENODE_HTTP=19870).
+CLUSTER_PORTS = {name: int(_env(f"PORT_{name.upper()}", str(port))) for name, port in {
+    "namenode_rpc": 9000, "namenode_http": 9870,
+    "datanode": 9866, "datanode_http": 9864, "datanode_ipc": 9867,
+    "resourcemanager": 8032, "resourcemanager_scheduler": 8030,
+    "resourcemanager_tracker": 8031, "resourcemanager_admin": 8033,
+    "resourcemanager_http": 8088,
+    "nodemanager": 8041, "nodemanager_localizer": 8040, "nodemanager_http": 8042,
+    "history_http": 18080,
+}.items()}
+#: JVM heap per daemon in MB (XRAY_HEAP_<DAEMON>); small: the NodeManager's containers, not
+#: the daemons, should get the memory of a 24 GiB machine.
+DAEMON_HEAP_MB = {name: int(_env(f"HEAP_{name.upper()}", str(mb))) for name, mb in {
+    "namenode": 1024, "datanode": 512, "resourcemanager": 1024, "nodemanager": 512,
+    "history": 1024,
+}.items()}
+#: JVM options for every daemon (XRAY_DAEMON_JVM_OPTS, space-separated). The C1 compiler alone
+#: and the serial collector spend less CPU warming up: on 2 busy cores a warm start took 10-21 s
+#: instead of 20-37 s, and WebHDFS uploads ran as fast or faster. The daemons are light.
+DAEMON_JVM_OPTS = _env("DAEMON_JVM_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC").split()
+#: What the NodeManager offers to containers: two executors (1 GB heap + 2 GB for the Python
+#: workers each) and the application master fit, on a 2-core machine with 4 vcores.
+NODEMANAGER_MEMORY_MB = int(_env("NODEMANAGER_MEMORY_MB", "8192"))
+NODEMANAGER_VCORES = int(_env("NODEMANAGER_VCORES", "4"))
+#: How long `cluster up` waits for every daemon to report healthy.
+CLUSTER_START_TIMEOUT_S = float(_env("CLUSTER_START_TIMEOUT_S", "180"))
+
 # --- fine-tuning arm (jobs/finetune.py) -----------------------------------------------------
 #: The report's two Keras methods: its from-scratch CNN and InceptionV3 transfer learning.
 FINETUNE_ARCHS = ("cnn", "inceptionv3")

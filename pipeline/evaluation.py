@@ -22,10 +22,14 @@ from pipeline.featurizer import DeepImageFeaturizer
 from pipeline.metrics import binary_metrics, roc_curve
 from pipeline.report import SCHEMA, write_metrics_report
 from pipeline.session import step
+from pipeline.split import validation_mask
 from pipeline.storage import HadoopFS, atomic_output
 from pipeline.training import SUMMARY_FILE, listing_skips
 
 log = logging.getLogger(__name__)
+
+#: ``--split`` value for the validation part carved from train (not a folder of the tree)
+VALIDATION = "validation"
 
 
 @dataclass
@@ -51,13 +55,27 @@ def load_model(spark: SparkSession, uri: str) -> tuple[DeepImageFeaturizer, Logi
     return stages[0], stages[1], summary
 
 
+def _listing_for(spark: SparkSession, cfg: EvalConfig, summary: dict):
+    """The films of ``cfg.split``; ``validation`` is the patient-grouped part of train that
+    this model's training held out (same fraction and seed, from its training summary)."""
+    if cfg.split != VALIDATION:
+        return scan_tree(spark, cfg.data, (cfg.split,))
+    train_cfg = summary.get("config")
+    if not train_cfg:
+        raise ValueError(f"{cfg.model} has no training summary: its validation split is unknown")
+    listing = scan_tree(spark, cfg.data, ("train",))
+    keep = validation_mask(listing.images, train_cfg["val_fraction"], train_cfg["seed"])
+    listing.images = listing.images[keep].reset_index(drop=True)
+    return listing
+
+
 def evaluate(spark: SparkSession, cfg: EvalConfig) -> dict:
     """Score ``cfg.split`` and write metrics.json, plots, predictions.csv and report.html."""
     started = time.monotonic()
     timings: dict[str, float] = {}
     featurizer, classifier, summary = load_model(spark, cfg.model)
     with step(spark, f"scan {cfg.split}", timings):
-        listing = scan_tree(spark, cfg.data, (cfg.split,))
+        listing = _listing_for(spark, cfg, summary)
         listing.log_summary()
     features, bad, total = featurize(spark, featurizer, read_images(spark, listing, cfg.reader),
                                      f"featurize {cfg.split}", timings)

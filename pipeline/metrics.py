@@ -15,6 +15,17 @@ def _ratio(num: float, den: float) -> float | None:
     return float(num / den) if den else None
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> list[float] | None:
+    """95% Wilson score interval for a proportion: honest at 0%, 100% and small counts, where
+    the textbook p +- z*se interval collapses or leaves [0, 1]."""
+    if trials == 0:
+        return None
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
 def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, int]:
     y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
     return {
@@ -86,6 +97,8 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> 
         "recall": recall,
         "sensitivity": recall,
         "specificity": _ratio(tn, tn + fp),
+        "sensitivity_ci95": wilson_interval(tp, tp + fn),
+        "specificity_ci95": wilson_interval(tn, tn + fp),
         "f1": f1,
         "roc_auc": roc_auc(y_true, scores),
         "pr_auc": pr_auc(y_true, scores),

@@ -67,13 +67,19 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def _ci(interval: list[float] | None) -> str:
+    return "" if interval is None else f", 95% CI {_pct(interval[0])} to {_pct(interval[1])}"
+
+
 def _plain_language(m: dict) -> str:
     cm = m["confusion_matrix"]
     pos, neg = cm["tp"] + cm["fn"], cm["tn"] + cm["fp"]
     return (f"<p>Of <b>{pos}</b> films with pneumonia, <b>{cm['tp']}</b> were flagged "
-            f"({_pct(m['sensitivity'])}) and <b>{cm['fn']}</b> were missed.</p>"
+            f"(sensitivity {_pct(m['sensitivity'])}{_ci(m.get('sensitivity_ci95'))}); "
+            f"missed: <b>{cm['fn']}</b>.</p>"
             f"<p>Of <b>{neg}</b> normal films, <b>{cm['tn']}</b> were cleared "
-            f"({_pct(m['specificity'])}) and <b>{cm['fp']}</b> were flagged for a second read.</p>")
+            f"(specificity {_pct(m['specificity'])}{_ci(m.get('specificity_ci95'))}); "
+            f"sent for a second read: <b>{cm['fp']}</b>.</p>")
 
 
 def render_html(doc: dict, out_dir: Path) -> str:

@@ -37,12 +37,15 @@ def film(rng: np.random.Generator, pneumonia: bool) -> Image.Image:
         rx, ry = 0.17 * w * rng.uniform(0.9, 1.1), 0.3 * h * rng.uniform(0.9, 1.1)
         lungs.append((cx, cy, rx, ry))
         draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=int(rng.integers(40, 70)))
-    if pneumonia:
-        for _ in range(int(rng.integers(3, 7))):
-            cx, cy, rx, ry = lungs[int(rng.integers(0, 2))]
-            px, py = cx + rng.uniform(-0.6, 0.6) * rx, cy + rng.uniform(-0.6, 0.6) * ry
-            r = rng.uniform(0.15, 0.35) * rx
-            draw.ellipse((px - r, py - r, px + r, py + r), fill=int(rng.integers(120, 170)))
+    # Opacities: many and dense in pneumonia; a few faint ones (vessels, overlap) in anyone,
+    # so the classes overlap as real films do.
+    count, brightness = ((int(rng.integers(1, 6)), (75, 140)) if pneumonia
+                         else (int(rng.integers(0, 3)), (60, 95)))
+    for _ in range(count):
+        cx, cy, rx, ry = lungs[int(rng.integers(0, 2))]
+        px, py = cx + rng.uniform(-0.6, 0.6) * rx, cy + rng.uniform(-0.6, 0.6) * ry
+        r = rng.uniform(0.1, 0.3) * rx
+        draw.ellipse((px - r, py - r, px + r, py + r), fill=int(rng.integers(*brightness)))
     img = img.filter(ImageFilter.GaussianBlur(radius=max(w, h) / 90))
     noise = rng.normal(0, 8, (h, w))
     return Image.fromarray(np.clip(np.asarray(img, dtype=float) + noise, 0, 255).astype(np.uint8))

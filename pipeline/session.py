@@ -9,7 +9,10 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import time
+import zipfile
+from pathlib import Path
 from typing import Iterator
 
 from pyspark import SparkConf
@@ -45,7 +48,22 @@ def get_session(app_name: str, master: str | None = None) -> SparkSession:
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if spark.sparkContext.master.startswith("yarn"):
+        ship_package(spark)
     return spark
+
+
+def ship_package(spark: SparkSession) -> None:
+    """Send this ``pipeline`` package to the executors: on a multi-node cluster they have the
+    Python libraries (see README) but not our checkout."""
+    package = Path(__file__).resolve().parent
+    archive = Path(tempfile.mkdtemp(prefix="xray-py-")) / "pipeline.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, path.relative_to(package.parent))
+    spark.sparkContext.addPyFile(str(archive))
+    log.info("shipped %s (%d KB) to the executors", archive.name, archive.stat().st_size // 1024)
 
 
 @contextlib.contextmanager

@@ -117,3 +117,11 @@ def test_cli_rejects_bad_flag(capsys):
         train_job.parser().parse_args(["--data", "x", "--model-out", "y", "--bogus"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_evaluate_validation_part_matches_training(spark, trained, tree, tmp_path):
+    cfg, summary, _ = trained
+    doc = evaluate(spark, EvalConfig(data=str(tree), model=cfg.model_out, out=str(tmp_path / "v"),
+                                     split="validation"))
+    assert doc["metrics"]["counts"]["total"] == summary["split"]["validation"]["films"]
+    assert doc["metrics"]["roc_auc"] == pytest.approx(summary["validation_metrics"]["roc_auc"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.metrics import binary_metrics, pr_auc, roc_auc, threshold_for_sensitivity
+from pipeline.metrics import (binary_metrics, pr_auc, roc_auc, threshold_for_sensitivity,
+                              wilson_interval)
 
 # 10 films: labels and scores chosen so every cell is easy to count by hand.
 Y = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0])
@@ -62,3 +63,16 @@ def test_threshold_for_sensitivity_reaches_target(target, caught):
 def test_threshold_is_the_highest_that_reaches_target():
     t = threshold_for_sensitivity(Y, S, 0.66)  # 4 of 6 positives: cut between 0.6 and 0.4
     assert 0.4 < t < 0.6
+
+
+def test_wilson_interval_by_hand():
+    # p = 4/6, z = 1.96: centre (p + z^2/12) / (1 + z^2/6), half-width likewise
+    z = 1.959964
+    p, n = 4 / 6, 6
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    assert wilson_interval(4, 6) == pytest.approx([centre - half, centre + half])
+    assert binary_metrics(Y, S, 0.5)["sensitivity_ci95"] == pytest.approx(wilson_interval(4, 6))
+    lo, hi = wilson_interval(10, 10)
+    assert hi == pytest.approx(1.0) and 0.65 < lo < 0.75  # 10/10 is not proof of 100%
+    assert wilson_interval(0, 0) is None

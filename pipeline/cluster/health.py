@@ -1,0 +1,101 @@
+"""Health of each part of the cluster, asked over the daemons' own HTTP endpoints.
+
+The same checks serve `cluster status`, the wait in `cluster up` and the tests, in both native
+and Docker modes (Docker publishes the same ports on loopback). A check never raises: a daemon
+that does not answer is simply unhealthy, with the reason in ``detail``.
+"""
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline import config
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    url: str
+
+
+def url(port_name: str, path: str = "") -> str:
+    return f"http://{config.CLUSTER_HOST}:{config.CLUSTER_PORTS[port_name]}{path}"
+
+
+#: Straight to loopback, whatever http_proxy says.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+#: What a daemon that is down, starting or confused answers with.
+_FAILURES = (OSError, ValueError, KeyError, IndexError)
+
+
+def get_json(address: str, timeout: float = 3.0) -> dict | list:
+    with _OPENER.open(address, timeout=timeout) as response:
+        return json.load(response)
+
+
+def _not_answering(exc: Exception) -> str:
+    return f"not answering ({getattr(exc, 'reason', None) or exc})"
+
+
+def _ask(name: str, ui: str, address: str,
+         judge: Callable[[dict | list], tuple[bool, str]]) -> Check:
+    """judge(answer) -> (ok, detail); an error becomes an unhealthy Check."""
+    try:
+        ok, detail = judge(get_json(address))
+    except _FAILURES as exc:
+        return Check(name, False, _not_answering(exc), ui)
+    return Check(name, ok, detail, ui)
+
+
+def hdfs(datanodes_expected: int = 1) -> list[Check]:
+    """The NameNode (out of safe mode?) and its live DataNodes, from one JMX query."""
+    ui, datanode_ui = url("namenode_http"), url("namenode_http", "/dfshealth.html#tab-datanode")
+    try:
+        bean = get_json(url("namenode_http",
+                            "/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"))["beans"][0]
+        state, live, dead = bean["FSState"], bean["NumLiveDataNodes"], bean["NumDeadDataNodes"]
+    except _FAILURES as exc:
+        return [Check("namenode", False, _not_answering(exc), ui),
+                Check("datanodes", False, "unknown: the NameNode is not answering", datanode_ui)]
+    return [Check("namenode", state == "Operational",
+                  "out of safe mode" if state == "Operational" else f"state {state}", ui),
+            Check("datanodes", live >= datanodes_expected,
+                  f"{live} live, {dead} dead (expected {datanodes_expected})", datanode_ui)]
+
+
+def resourcemanager() -> Check:
+    def judge(doc: dict) -> tuple[bool, str]:
+        state = doc["clusterInfo"]["state"]
+        return state == "STARTED", f"state {state}"
+    return _ask("resourcemanager", url("resourcemanager_http"),
+                url("resourcemanager_http", "/ws/v1/cluster/info"), judge)
+
+
+def nodemanagers(expected: int = 1) -> Check:
+    def judge(doc: dict) -> tuple[bool, str]:
+        metrics = doc["clusterMetrics"]
+        active, unhealthy = metrics["activeNodes"], metrics["unhealthyNodes"]
+        return active >= expected, (f"{active} registered, {unhealthy} unhealthy "
+                                    f"(expected {expected}); {metrics['totalMB']} MB, "
+                                    f"{metrics['totalVirtualCores']} vcores")
+    return _ask("nodemanagers", url("resourcemanager_http", "/cluster/nodes"),
+                url("resourcemanager_http", "/ws/v1/cluster/metrics"), judge)
+
+
+def history() -> Check:
+    return _ask("history", url("history_http"), url("history_http", "/api/v1/applications"),
+                lambda apps: (True, f"answering, {len(apps)} application(s) listed"))
+
+
+def hdfs_ready(datanodes_expected: int = 1) -> bool:
+    """Writable: out of safe mode with the DataNodes registered."""
+    return all(check.ok for check in hdfs(datanodes_expected))
+
+
+def all_checks(datanodes_expected: int = 1, nodemanagers_expected: int = 1) -> list[Check]:
+    return [*hdfs(datanodes_expected), resourcemanager(), nodemanagers(nodemanagers_expected),
+            history()]
