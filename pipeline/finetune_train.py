@@ -1,18 +1,19 @@
 """The training step as a Spark barrier task: what the driver sends and what the task does.
 
-The films reach the task as its partition: Spark reads the pixel cache in parallel and
-shuffles it into one partition on the task's executor (``pixel_cache.training_rows``), with
-its own transport and Hadoop configuration, so ``hdfs://``, ``s3a://`` and ``file:`` work
-alike and the Python task needs no file-system client of its own. The task spools the stream
-to local Parquet and trains from there (``pipeline.finetune_data``). Why not the other ways:
-WebHDFS covers hdfs:// only and needs the NameNode's HTTP address; ``SparkFiles`` registers
-the cache with the whole application, so every executor would download all of it, and one
-launched after the cache is removed would fail fetching it. A weights file (a user's
-persistent file, as the featurizer ships it) does travel with SparkFiles.
+Data in: the films reach the task as its partition. Spark reads the pixel cache in parallel
+and shuffles it into one partition on the task's executor (``pixel_cache.training_rows``)
+with its own transport and Hadoop configuration, so the cache may live on any URI scheme and
+the task needs no client to read it; the task spools the stream to local Parquet and trains
+from there (``pipeline.finetune_data``). The alternatives were worse: WebHDFS reads cover
+hdfs:// only; ``SparkFiles`` registers the cache with the whole application, so every
+executor would download all of it, and one started after the cache is removed would fail
+fetching it. (A weights file, a user's persistent file, does travel with SparkFiles, as the
+featurizer ships it.)
 
-The task writes the kept model itself into the job's temporary output folder
-(``pipeline.task_files``) and hands back only its history and scores; the folder becomes
-``--out`` when the driver has added the rest, so the output stays atomic.
+Model out: the task writes the kept model into the job's temporary output folder itself,
+directly for ``file:`` and through WebHDFS for ``hdfs://`` (``pipeline.task_files``), and
+hands back only history and scores: an 89 MB InceptionV3 as a task result overflowed a local
+driver's default 1 GB heap. The folder becomes ``--out`` once the driver has added the rest.
 
 Keras is imported only here, inside the task, after the backend (``KERAS_BACKEND``) and the
 GPU Spark assigned (``CUDA_VISIBLE_DEVICES``) are set.

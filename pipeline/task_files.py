@@ -4,7 +4,7 @@
 ``hdfs://`` ones through WebHDFS with the ``hdfs`` package, at the NameNode's HTTP address
 from the driver's Hadoop configuration. The driver resolves the target once and checks its
 scheme before any work starts; the task only copies. This keeps a large model (InceptionV3
-is 88 MB) out of Spark's task results, which a driver with a 1 GB heap cannot take.
+is 89 MB) out of Spark's task results, which a driver with a 1 GB heap cannot take.
 """
 from __future__ import annotations
 
