@@ -6,6 +6,7 @@ Every default a job, a stage or the cluster uses lives here, so that a change of
 """
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 
@@ -48,3 +49,23 @@ LR_ELASTIC_NET = 0.3
 #: The decision threshold is the highest one that still reaches this sensitivity on the
 #: validation split: missing pneumonia costs more than a second look at a normal film.
 TARGET_SENSITIVITY = 0.95
+
+# --- HDFS ingest ----------------------------------------------------------------------------
+#: WebHDFS endpoint of the NameNode, used for ``hdfs:///path`` destinations (no host).
+WEBHDFS_URL = _env("WEBHDFS_URL", "http://localhost:9870")
+#: The user WebHDFS acts as (security off: it is just a name). Hadoop's own variable is honoured.
+HDFS_USER = _env("HDFS_USER", os.environ.get("HADOOP_USER_NAME", "") or getpass.getuser())
+#: Parallel uploads. Small files make WebHDFS latency-bound (three round trips a file), so
+#: more threads than cores pay off; measured on the 2-core box with bench/ingest.py.
+INGEST_THREADS = int(_env("INGEST_THREADS", "8"))
+#: Seconds to wait for a TCP connection to the NameNode or a DataNode: an unreachable cluster
+#: must fail fast with a clear line rather than hang.
+HDFS_CONNECT_TIMEOUT_S = float(_env("HDFS_CONNECT_TIMEOUT_S", "10"))
+#: Seconds to wait for a response once connected (a large upload on a busy DataNode).
+HDFS_READ_TIMEOUT_S = float(_env("HDFS_READ_TIMEOUT_S", "120"))
+#: Dataset directories are readable by the group (the Spark jobs), by nobody else.
+HDFS_DIR_PERMISSION = "750"
+HDFS_FILE_PERMISSION = "640"
+#: The manifest sits next to the data; the leading underscore hides it from Hadoop input
+#: formats and from Spark's file sources.
+MANIFEST_NAME = "_manifest.csv"
