@@ -24,6 +24,8 @@ SPLITS = ("train", "val", "test")
 CLASSES = {"NORMAL": 0, "PNEUMONIA": 1}
 CLASS_NAMES = {label: name for name, label in CLASSES.items()}
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+#: The Pillow formats those extensions stand for; anything else is rejected at ingest.
+IMAGE_FORMATS = ("JPEG", "PNG")
 #: Images above this many pixels are rejected before decoding (a 12000x12000 scan would need
 #: about 430 MB as RGB). Pillow's own decompression-bomb error fires at about 179 Mpx.
 MAX_IMAGE_PIXELS = int(_env("MAX_IMAGE_PIXELS", str(64_000_000)))
@@ -63,6 +65,9 @@ INGEST_THREADS = int(_env("INGEST_THREADS", "8"))
 HDFS_CONNECT_TIMEOUT_S = float(_env("HDFS_CONNECT_TIMEOUT_S", "10"))
 #: Seconds to wait for a response once connected (a large upload on a busy DataNode).
 HDFS_READ_TIMEOUT_S = float(_env("HDFS_READ_TIMEOUT_S", "120"))
+#: While uploading, the manifest is rewritten this often, so a crash loses at most this much
+#: of the record and a re-run re-uploads little.
+INGEST_CHECKPOINT_S = float(_env("INGEST_CHECKPOINT_S", "30"))
 #: Dataset directories are readable by the group (the Spark jobs), by nobody else.
 HDFS_DIR_PERMISSION = "750"
 HDFS_FILE_PERMISSION = "640"
