@@ -15,6 +15,7 @@ from hdfs import HdfsError
 from PIL import Image
 
 from pipeline.config import HDFS_USER, INGEST_THREADS, SPLITS, WEBHDFS_URL
+from pipeline.hdfs_checksum import UnsupportedChecksum
 from pipeline.ingest import Report, ingest
 from pipeline.progress import ProgressBar
 from pipeline.tree_scan import TreeError
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = ingest(args.tree, args.dest, splits=args.splits, threads=args.threads,
                         user=args.user, webhdfs_url=args.webhdfs_url, on_progress=bar)
-    except (TreeError, DestinationError, HdfsUnreachable, HdfsError) as err:
+    except (TreeError, DestinationError, HdfsUnreachable, HdfsError, UnsupportedChecksum) as err:
         if args.verbose:
             raise
         kind = "HDFS refused: " if isinstance(err, HdfsError) else ""

@@ -65,12 +65,14 @@ INGEST_THREADS = int(_env("INGEST_THREADS", "8"))
 HDFS_CONNECT_TIMEOUT_S = float(_env("HDFS_CONNECT_TIMEOUT_S", "10"))
 #: Seconds to wait for a response once connected (a large upload on a busy DataNode).
 HDFS_READ_TIMEOUT_S = float(_env("HDFS_READ_TIMEOUT_S", "120"))
-#: While uploading, the manifest is rewritten this often, so a crash loses at most this much
-#: of the record and a re-run re-uploads little.
-INGEST_CHECKPOINT_S = float(_env("INGEST_CHECKPOINT_S", "30"))
+#: Block size ingest asks for (HDFS's default): stated explicitly because the local copy of
+#: HDFS's file checksum depends on it.
+HDFS_BLOCK_SIZE = 128 * 1024 * 1024
 #: Dataset directories are readable by the group (the Spark jobs), by nobody else.
 HDFS_DIR_PERMISSION = "750"
 HDFS_FILE_PERMISSION = "640"
 #: The manifest sits next to the data; the leading underscore hides it from Hadoop input
 #: formats and from Spark's file sources.
 MANIFEST_NAME = "_manifest.csv"
+#: What ingest's next run needs to skip files without asking HDFS (see pipeline.manifest).
+STATE_NAME = "_ingest_state.csv"

@@ -37,6 +37,10 @@ def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
         raise InvalidImage(f"not a {' or '.join(IMAGE_FORMATS)} image") from None
     except Image.DecompressionBombError as err:
         raise InvalidImage(f"too many pixels ({err})") from None
+    # Pillow's parsers raise a zoo of types on hostile input (OSError, SyntaxError,
+    # struct.error, ...); any of them means "unusable", with the message as the reason.
+    except Exception as err:  # noqa: BLE001
+        raise InvalidImage(f"unreadable image header ({err})") from None
     with img:
         width, height = img.size
         if width * height > max_pixels:
@@ -46,8 +50,6 @@ def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
             )
         try:
             img.load()
-        # Pillow's decoders raise a zoo of types on hostile input (OSError, SyntaxError,
-        # struct.error, ...); any of them means "cannot decode", with the message as reason.
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001  (as above)
             raise InvalidImage(f"cannot be decoded ({err})") from None
         return ImageInfo(width, height, img.mode, len(img.getbands()))

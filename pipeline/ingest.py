@@ -2,16 +2,23 @@
 
 Each file is read once: the same bytes are hashed, decoded (validation) and uploaded. An
 upload goes to a hidden temporary name and is renamed onto the final name, so a crash never
-leaves a partial file where readers look. A re-run skips a file when the manifest of the last
-run describes it (same sha256 as the local bytes) and the HDFS copy is the one described (size
-from one listing per folder, HDFS checksum); every other file is validated and uploaded again.
+leaves a partial file where readers look.
+
+A file is skipped when its HDFS copy (one listing per folder) has the local size and holds the
+local bytes: either it is still the very HDFS file (inode id, modification time) the last run
+recorded holding bytes with the local sha256 (``_ingest_state.csv``: no request at all), or
+HDFS's checksum of it equals the one computed from the local bytes (pipeline.hdfs_checksum:
+like with like). The checksum path needs no record, so a re-run after a crash uploads only
+what is missing, and a local file whose bytes changed is uploaded again. The last manifest
+saves decoding: an image whose sha256 it lists keeps its size and mode.
 Byte-identical duplicates are uploaded and flagged in the manifest's ``duplicate_of`` column.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import logging
 import posixpath
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -23,16 +30,18 @@ from hdfs import HdfsError, InsecureClient
 from pipeline import manifest
 from pipeline.config import (
     CLASSES,
+    HDFS_BLOCK_SIZE,
     HDFS_DIR_PERMISSION,
     HDFS_FILE_PERMISSION,
     HDFS_USER,
-    INGEST_CHECKPOINT_S,
     INGEST_THREADS,
     MANIFEST_NAME,
+    STATE_NAME,
     WEBHDFS_URL,
 )
-from pipeline.image_check import InvalidImage, inspect_image
-from pipeline.manifest import ManifestRow
+from pipeline.hdfs_checksum import ChecksumKind, file_checksum, reported_checksum
+from pipeline.image_check import ImageInfo, InvalidImage, inspect_image
+from pipeline.manifest import ManifestRow, Row, UploadRecord
 from pipeline.patients import patient_id
 from pipeline.tree_scan import LocalFile, Reject, scan_tree
 from pipeline.webhdfs import (
@@ -44,8 +53,6 @@ from pipeline.webhdfs import (
     parse_destination,
     rename_replacing,
 )
-
-log = logging.getLogger(__name__)
 
 #: Suffix of in-flight uploads; with the leading dot, Hadoop and Spark inputs ignore them.
 TEMP_SUFFIX = ".ingest-tmp"
@@ -117,7 +124,7 @@ def ingest(
 
 
 class _Run:
-    """The state of one ingest: HDFS listings, last run's manifest, this run's rows."""
+    """The state of one ingest: HDFS listings, what the last run left, this run's rows."""
 
     def __init__(self, client: InsecureClient, dest: Destination, files: list[LocalFile],
                  report: Report) -> None:
@@ -126,25 +133,26 @@ class _Run:
         self.files = files
         self.report = report
         self.listings: dict[str, dict[str, dict]] = {}
-        self.previous = self._read_manifest()
-        # Rows of the manifest being built: last run's rows for files still to check, replaced
-        # by this run's outcome as files are done. Checkpoints write exactly this.
-        local = {f.rel_path for f in files}
-        self.rows = {path: row for path, row in self.previous.items() if path in local}
+        self.manifest_bytes, rows = self._read(MANIFEST_NAME, ManifestRow)
+        self.previous = {row.sha256: row for row in rows.values()}
+        self.records_bytes, self.records = self._read(STATE_NAME, UploadRecord)
+        self.rows: list[ManifestRow] = []
+        self.changed_folders: set[str] = set()
+        self._kind: ChecksumKind | None = None
+        self._kind_lock = threading.Lock()
 
-    def _read_manifest(self) -> dict[str, ManifestRow]:
-        """Last run's manifest, or {} when there is none or it cannot be read."""
-        path = self.dest.child(MANIFEST_NAME)
+    def _read(self, name: str, row_type: type[Row]) -> tuple[bytes, dict[str, Row]]:
+        """A CSV file the last run left in the destination (b"", {} if none or unreadable)."""
+        path = self.dest.child(name)
         if self.client.status(path, strict=False) is None:
-            return {}
+            return b"", {}
         with self.client.read(path) as reader:
             data = reader.read()
         try:
-            return manifest.from_csv(data)
+            return data, manifest.from_csv(data, row_type)
         except (ValueError, TypeError, UnicodeDecodeError) as err:
-            self.report.warnings.append(
-                f"{MANIFEST_NAME}: unreadable ({err}); every file is checked and uploaded again")
-            return {}
+            self.report.warnings.append(f"{name}: unreadable ({err}); ignored")
+            return b"", {}
 
     def prepare_folders(self) -> None:
         """List each class folder once (creating missing ones) and clear crash leftovers."""
@@ -166,41 +174,52 @@ class _Run:
             self.listings[folder] = listing
 
     def transfer(self, threads: int, on_progress: ProgressCallback | None) -> None:
-        """Check or upload every file in a thread pool; checkpoint and write the manifest."""
+        """Check or upload every file in a thread pool, then write the manifest."""
         done = done_bytes = 0
-        last_checkpoint = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             futures = {pool.submit(self._one, f): f for f in self.files}
-            for future in as_completed(futures):
-                local = futures[future]
-                try:
-                    self._record(local, *future.result())
-                except CONNECTION_ERRORS as err:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise HdfsUnreachable(
-                        f"HDFS stopped answering at {self.dest.webhdfs_url} after {done} of "
-                        f"{len(self.files)} files ({type(err).__name__}); re-run to resume"
-                    ) from err
-                except (HdfsError, OSError) as err:
-                    self.report.failures.append((local.rel_path, str(err)))
-                done += 1
-                done_bytes += local.size
-                if on_progress:
-                    on_progress(done, len(self.files), done_bytes)
-                if time.monotonic() - last_checkpoint > INGEST_CHECKPOINT_S:
-                    self._write_manifest()
-                    last_checkpoint = time.monotonic()
-        rows = self._write_manifest()
+            try:
+                for future in as_completed(futures):
+                    local = futures[future]
+                    try:
+                        self._record(*future.result())
+                    except CONNECTION_ERRORS as err:
+                        raise HdfsUnreachable(
+                            f"HDFS stopped answering at {self.dest.webhdfs_url} after {done} "
+                            f"of {len(self.files)} files ({type(err).__name__}); re-run to "
+                            "resume") from err
+                    except (HdfsError, OSError) as err:
+                        self.report.failures.append((local.rel_path, str(err)))
+                    done += 1
+                    done_bytes += local.size
+                    if on_progress:
+                        on_progress(done, len(self.files), done_bytes)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        rows = manifest.mark_duplicates(self.rows)
         self.report.duplicates = [(r.path, r.duplicate_of) for r in rows if r.duplicate_of]
+        self._put_if_changed(MANIFEST_NAME, manifest.to_csv(rows), self.manifest_bytes)
+        for folder in self.changed_folders:
+            self.listings[folder] = list_dir(self.client, self.dest.child(folder)) or {}
+        records = [UploadRecord(r.path, r.sha256, status["fileId"], status["modificationTime"])
+                   for r in rows for status in [self._status(r.path)] if status]
+        self._put_if_changed(STATE_NAME, manifest.to_csv(records, UploadRecord),
+                             self.records_bytes)
 
-    def _record(self, local: LocalFile, outcome: ManifestRow | Reject, uploaded: bool) -> None:
-        """Fold one file's outcome into the report and the manifest being built."""
+    def _record(self, outcome: ManifestRow | Reject, uploaded: bool) -> None:
+        """Fold one file's outcome into the report and the manifest's rows."""
         if isinstance(outcome, Reject):
             self.report.rejects.append(outcome)
-            self.rows.pop(local.rel_path, None)
+            folder, name = posixpath.split(outcome.rel_path)
+            if name in self.listings[folder]:
+                self.report.warnings.append(
+                    f"{outcome.rel_path}: HDFS copy from an earlier run left in place, not in "
+                    "the manifest")
             return
-        self.rows[local.rel_path] = outcome
+        self.rows.append(outcome)
         if uploaded:
+            self.changed_folders.add(posixpath.dirname(outcome.path))
             self.report.uploaded += 1
             self.report.bytes_uploaded += outcome.bytes
         else:
@@ -209,16 +228,50 @@ class _Run:
     def _one(self, local: LocalFile) -> tuple[ManifestRow | Reject, bool]:
         """Skip, reject or upload one file; runs in a worker thread. True if uploaded."""
         data = local.abs_path.read_bytes()
-        sha256 = hashlib.sha256(data).hexdigest()
-        final = self.dest.child(local.rel_path)
-        previous = self.previous.get(local.rel_path)
-        if previous and self._unchanged(local, data, sha256, previous):
-            return previous, False
         try:
-            info = inspect_image(data)
+            row = self._describe(local, data)
         except InvalidImage as err:
             return Reject(local.rel_path, str(err)), False
-        self._put(final, data)
+        checksum = self._hdfs_copy_checksum(row, data)
+        upload = checksum is None
+        if upload:
+            final = self.dest.child(local.rel_path)
+            self._put(final, data)
+            checksum = file_checksum(data, HDFS_BLOCK_SIZE, self._checksum_kind(final))
+        return dataclasses.replace(row, hdfs_checksum=checksum), upload
+
+    def _hdfs_copy_checksum(self, row: ManifestRow, data: bytes) -> str | None:
+        """HDFS's checksum of the HDFS copy of ``row``'s file if it holds exactly ``data``.
+
+        A copy that is still the very file (inode id, modification time) recorded holding
+        these bytes is trusted without a request; any other copy of the right size is checked
+        by comparing HDFS's checksum of it with the one of the local bytes.
+        """
+        status = self._status(row.path)
+        if status is None or status["type"] != "FILE" or status["length"] != row.bytes:
+            return None
+        record = UploadRecord(row.path, row.sha256, status["fileId"], status["modificationTime"])
+        if row.hdfs_checksum and self.records.get(row.path) == record:
+            return row.hdfs_checksum
+        remote = self.client.checksum(self.dest.child(row.path))
+        kind = self._checksum_kind(algorithm=remote["algorithm"])
+        checksum = reported_checksum(remote)
+        return checksum if checksum == file_checksum(data, status["blockSize"], kind) else None
+
+    def _status(self, rel_path: str) -> dict | None:
+        """The FileStatus of ``rel_path`` in the latest listing of its folder."""
+        folder, name = posixpath.split(rel_path)
+        return self.listings.get(folder, {}).get(name)
+
+    def _describe(self, local: LocalFile, data: bytes) -> ManifestRow:
+        """The file's manifest row, decoding ``data`` unless the last manifest lists the same
+        bytes (then their size, mode and HDFS checksum are known); raises InvalidImage."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        known = self.previous.get(sha256)
+        if known:
+            info = ImageInfo(known.width, known.height, known.mode, known.channels)
+        else:
+            info = inspect_image(data)
         return ManifestRow(
             path=local.rel_path,
             split=local.split,
@@ -226,35 +279,30 @@ class _Run:
             patient_id=patient_id(local.rel_path),
             bytes=len(data),
             sha256=sha256,
-            hdfs_checksum=self.client.checksum(final)["bytes"],
+            hdfs_checksum=known.hdfs_checksum if known else "",
             width=info.width,
             height=info.height,
             channels=info.channels,
             mode=info.mode,
-        ), True
-
-    def _unchanged(self, local: LocalFile, data: bytes, sha256: str,
-                   previous: ManifestRow) -> bool:
-        """Whether both the local file and its HDFS copy are what the manifest describes."""
-        folder, name = posixpath.split(local.rel_path)
-        status = self.listings[folder].get(name)
-        return (
-            previous.sha256 == sha256
-            and status is not None
-            and status["type"] == "FILE"
-            and status["length"] == previous.bytes == len(data)
-            and self.client.checksum(self.dest.child(local.rel_path))["bytes"]
-            == previous.hdfs_checksum
         )
+
+    def _checksum_kind(self, path: str = "", algorithm: str = "") -> ChecksumKind:
+        """The cluster's checksum settings: from ``algorithm`` if given, else asked once per
+        run for the file at ``path``."""
+        with self._kind_lock:
+            if self._kind is None:
+                algorithm = algorithm or self.client.checksum(path)["algorithm"]
+                self._kind = ChecksumKind.from_algorithm(algorithm)
+            return self._kind
 
     def _put(self, final: str, data: bytes) -> None:
         """Write ``data`` to ``final`` through a temporary name and an atomic rename."""
         temp = temp_path(final)
-        self.client.write(temp, data, overwrite=True, permission=HDFS_FILE_PERMISSION)
+        self.client.write(temp, data, overwrite=True, permission=HDFS_FILE_PERMISSION,
+                          blocksize=HDFS_BLOCK_SIZE)
         rename_replacing(self.client, temp, final)
 
-    def _write_manifest(self) -> list[ManifestRow]:
-        """Write the rows known so far as the manifest (atomically); return them marked."""
-        rows = manifest.mark_duplicates(self.rows.values())
-        self._put(self.dest.child(MANIFEST_NAME), manifest.to_csv(rows))
-        return rows
+    def _put_if_changed(self, name: str, data: bytes, previous: bytes) -> None:
+        """Write one of the destination's CSV files, unless it already holds ``data``."""
+        if data != previous:
+            self._put(self.dest.child(name), data)

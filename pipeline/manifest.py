@@ -1,9 +1,13 @@
-"""The dataset manifest: one CSV row per ingested image, stored next to the images on HDFS.
+"""The two CSV files ingest keeps next to the images on HDFS.
 
-It is what later stages read instead of listing HDFS (labels, patients for grouped splits,
-duplicates to drop) and what a re-run of ingest compares against to skip unchanged files.
-Rows hold only facts about the content (no times, no run ids), sorted by path, so the same
-tree always gives the same bytes, however many runs it took to upload it.
+``_manifest.csv`` (ManifestRow) is for readers: labels, patients for grouped splits, sizes,
+duplicates to drop. Its rows hold only facts about the content (no times, no run ids), sorted
+by path, so the same tree always gives the same bytes, however many runs it took to upload it.
+
+``_ingest_state.csv`` (UploadRecord) is for ingest's next run: which HDFS file (inode id and
+modification time) holds which bytes (sha256), as last verified. HDFS files change only by
+replacement (new inode id) or append/truncate (new modification time), so a file whose id and
+time still match its record needs no checksum request to be trusted.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import dataclasses
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,19 @@ class ManifestRow:
     duplicate_of: str = ""
 
 
+@dataclass(frozen=True)
+class UploadRecord:
+    """The HDFS file at ``path`` held bytes with ``sha256`` when last verified."""
+
+    path: str
+    sha256: str
+    file_id: int
+    modification_time: int
+
+
+Row = TypeVar("Row", ManifestRow, UploadRecord)
+
 COLUMNS = tuple(f.name for f in dataclasses.fields(ManifestRow))
-_INT_COLUMNS = {f.name for f in dataclasses.fields(ManifestRow) if f.type == "int"}
 
 
 def mark_duplicates(rows: Iterable[ManifestRow]) -> list[ManifestRow]:
@@ -50,23 +66,22 @@ def mark_duplicates(rows: Iterable[ManifestRow]) -> list[ManifestRow]:
     return marked
 
 
-def to_csv(rows: Iterable[ManifestRow]) -> bytes:
+def to_csv(rows: Iterable[Row], row_type: type[Row] = ManifestRow) -> bytes:
     """UTF-8 CSV with a header, rows sorted by path, ``\\n`` line ends."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in sorted(rows, key=lambda r: r.path):
-        writer.writerow(dataclasses.astuple(row))
+    writer.writerow(f.name for f in dataclasses.fields(row_type))
+    writer.writerows(dataclasses.astuple(row) for row in sorted(rows, key=lambda r: r.path))
     return out.getvalue().encode("utf-8")
 
 
-def from_csv(data: bytes) -> dict[str, ManifestRow]:
-    """``path -> row`` of a manifest written by ``to_csv``; ValueError if it is not one."""
+def from_csv(data: bytes, row_type: type[Row] = ManifestRow) -> dict[str, Row]:
+    """``path -> row`` of a file written by ``to_csv``; ValueError if it is not one."""
+    fields = dataclasses.fields(row_type)
     reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise ValueError(f"manifest columns {reader.fieldnames} are not {list(COLUMNS)}")
-    rows = {}
-    for record in reader:
-        values = {k: int(v) if k in _INT_COLUMNS else v for k, v in record.items()}
-        rows[record["path"]] = ManifestRow(**values)
-    return rows
+    if reader.fieldnames and reader.fieldnames != [f.name for f in fields]:
+        raise ValueError(f"columns {reader.fieldnames} are not those of {row_type.__name__}")
+    ints = {f.name for f in fields if f.type == "int"}
+    return {record["path"]: row_type(**{k: int(v) if k in ints else v
+                                        for k, v in record.items()})
+            for record in reader}

@@ -13,7 +13,7 @@ class ProgressBar:
         self.stream = stream
         self.width = width
         self.interval = interval
-        self._last = 0.0
+        self._last = float("-inf")
         self._started = time.monotonic()
         self._drawn = False
 

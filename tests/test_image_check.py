@@ -42,6 +42,11 @@ def test_truncated_jpeg_is_rejected(keep: float) -> None:
         inspect_image(data[: int(len(data) * keep)])
 
 
+def test_jpeg_cut_inside_its_header_is_rejected() -> None:
+    with pytest.raises(InvalidImage, match="unreadable image header"):
+        inspect_image(image_bytes()[:200])
+
+
 def test_truncated_png_is_rejected() -> None:
     data = image_bytes(width=200, height=150, fmt="PNG")
     with pytest.raises(InvalidImage, match="cannot be decoded"):
