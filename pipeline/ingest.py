@@ -116,9 +116,15 @@ def ingest(
     client = connect(dest, user, threads)
     report = Report(rejects=list(scan.rejects), warnings=list(scan.warnings))
     report.bytes_total = sum(f.size for f in scan.files)
-    run = _Run(client, dest, scan.files, report)
-    run.prepare_folders()
-    run.transfer(threads, on_progress)
+    try:
+        run = _Run(client, dest, scan.files, report)
+        run.prepare_folders()
+        run.transfer(threads, on_progress)
+        run.write_records()
+    except CONNECTION_ERRORS as err:
+        raise HdfsUnreachable(
+            f"HDFS stopped answering at {dest.webhdfs_url} after {report.uploaded} uploads "
+            f"({type(err).__name__}); re-run to resume") from err
     report.seconds = time.monotonic() - started
     return report
 
@@ -174,7 +180,8 @@ class _Run:
             self.listings[folder] = listing
 
     def transfer(self, threads: int, on_progress: ProgressCallback | None) -> None:
-        """Check or upload every file in a thread pool, then write the manifest."""
+        """Check or upload every file in a thread pool. A file's own failure is reported and
+        the others go on; anything else (HDFS gone, Ctrl-C) cancels what has not started."""
         done = done_bytes = 0
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             futures = {pool.submit(self._one, f): f for f in self.files}
@@ -183,11 +190,8 @@ class _Run:
                     local = futures[future]
                     try:
                         self._record(*future.result())
-                    except CONNECTION_ERRORS as err:
-                        raise HdfsUnreachable(
-                            f"HDFS stopped answering at {self.dest.webhdfs_url} after {done} "
-                            f"of {len(self.files)} files ({type(err).__name__}); re-run to "
-                            "resume") from err
+                    except CONNECTION_ERRORS:
+                        raise
                     except (HdfsError, OSError) as err:
                         self.report.failures.append((local.rel_path, str(err)))
                     done += 1
@@ -197,6 +201,10 @@ class _Run:
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
+
+    def write_records(self) -> None:
+        """Write the manifest, then the upload record for the next run (each only if changed:
+        a re-run with nothing new writes nothing)."""
         rows = manifest.mark_duplicates(self.rows)
         self.report.duplicates = [(r.path, r.duplicate_of) for r in rows if r.duplicate_of]
         self._put_if_changed(MANIFEST_NAME, manifest.to_csv(rows), self.manifest_bytes)
