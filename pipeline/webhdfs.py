@@ -4,6 +4,7 @@ few operations HdfsCLI does not offer the way ingest needs them.
 from __future__ import annotations
 
 import posixpath
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -40,6 +41,8 @@ class Destination:
     uri: str
     webhdfs_url: str
     path: str
+    #: (host, port) of the NameNode's RPC server when the URI names one (hdfs://host:port/).
+    rpc_address: tuple[str, int] | None = None
 
     def child(self, rel_path: str) -> str:
         """The HDFS path of ``rel_path`` (POSIX, relative) under the destination."""
@@ -50,7 +53,8 @@ def parse_destination(uri: str, webhdfs_url: str = WEBHDFS_URL) -> Destination:
     """Accept ``hdfs:///dir``, ``hdfs://host[:rpc-port]/dir`` or ``webhdfs://host:port/dir``.
 
     ``hdfs://`` names the NameNode's RPC address, which WebHDFS does not use: the host is kept
-    and the HTTP port taken from ``webhdfs_url`` (config.WEBHDFS_URL by default).
+    and the HTTP port taken from ``webhdfs_url`` (config.WEBHDFS_URL by default); an explicit
+    RPC port is kept to check that a NameNode listens there (see ``connect``).
     """
     expected = "expected hdfs:///absolute/dir or webhdfs://host:port/absolute/dir"
     try:
@@ -73,19 +77,27 @@ def parse_destination(uri: str, webhdfs_url: str = WEBHDFS_URL) -> Destination:
     if problem:
         raise DestinationError(f"destination {uri!r} is malformed: {problem}; {expected}")
     if parts.scheme == "webhdfs":
-        url = f"http://{parts.hostname}:{port}"
-    elif parts.hostname:
-        url = f"http://{parts.hostname}:{urlsplit(webhdfs_url).port or 9870}"
-    else:
-        url = webhdfs_url.rstrip("/")
-    return Destination(uri=uri, webhdfs_url=url, path=path)
+        return Destination(uri, f"http://{parts.hostname}:{port}", path)
+    if not parts.hostname:
+        return Destination(uri, webhdfs_url.rstrip("/"), path)
+    url = f"http://{parts.hostname}:{urlsplit(webhdfs_url).port or 9870}"
+    return Destination(uri, url, path, (parts.hostname, port) if port else None)
 
 
 def connect(dest: Destination, user: str = HDFS_USER, threads: int = 1) -> InsecureClient:
     """A client for ``dest`` usable from ``threads`` threads, checked to answer.
 
-    Raises HdfsUnreachable within about HDFS_CONNECT_TIMEOUT_S + 15 s when nothing answers.
+    Raises HdfsUnreachable within about HDFS_CONNECT_TIMEOUT_S + 15 s when nothing answers,
+    or when nothing listens at the RPC address the URI names: ``hdfs://host:port/`` that is
+    not a NameNode must not quietly write to the cluster at ``host``'s WebHDFS port.
     """
+    if dest.rpc_address:
+        try:
+            socket.create_connection(dest.rpc_address, timeout=HDFS_CONNECT_TIMEOUT_S).close()
+        except OSError as err:
+            raise HdfsUnreachable(
+                f"HDFS unreachable: no NameNode listens at {dest.uri} "
+                f"({err.strerror or type(err).__name__})") from err
     session = requests.Session()
     # One pooled connection per thread and per server (NameNode and DataNode), so keep-alive
     # connections are reused rather than discarded ("connection pool is full").

@@ -1,43 +1,15 @@
 """jobs/ingest.py's failures that need no cluster: one clear line, non-zero, quickly."""
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import REPO_ROOT
+from tests.cli import assert_one_line_error, run_cli, unused_port
 from tests.trees import valid_tree
-
-
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run the ingest job as a user would, in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "ingest.py"), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    """Exit status 1, stderr exactly one line naming the problem, no traceback."""
-    assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("ingest: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
-@pytest.fixture
-def unused_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -64,12 +36,21 @@ def test_missing_required_split_is_named(tmp_path: Path) -> None:
     assert_one_line_error(result, "missing split folder(s)", ": test")
 
 
-def test_refused_connection_fails_fast(tmp_path: Path, unused_port: int) -> None:
-    uri = f"webhdfs://127.0.0.1:{unused_port}/data/x"
+def test_refused_connection_fails_fast(tmp_path: Path) -> None:
+    port = unused_port()
+    uri = f"webhdfs://127.0.0.1:{port}/data/x"
     started = time.monotonic()
     result = run_cli(str(valid_tree(tmp_path)), uri)
     assert time.monotonic() - started < 30
-    assert_one_line_error(result, "HDFS unreachable", f"http://127.0.0.1:{unused_port}", uri)
+    assert_one_line_error(result, "HDFS unreachable", f"http://127.0.0.1:{port}", uri)
+
+
+def test_namenode_port_nothing_listens_on_fails_fast(tmp_path: Path) -> None:
+    uri = f"hdfs://127.0.0.1:{unused_port()}/data/x"
+    started = time.monotonic()
+    result = run_cli(str(valid_tree(tmp_path)), uri)
+    assert time.monotonic() - started < 30
+    assert_one_line_error(result, "HDFS unreachable: no NameNode listens at", uri)
 
 
 def test_silent_server_fails_within_30s(tmp_path: Path, silent_server: int) -> None:

@@ -22,6 +22,13 @@ def test_accepted(uri: str, url: str, path: str) -> None:
     assert dest.child("train/NORMAL/a.jpeg") == f"{path}/train/NORMAL/a.jpeg"
 
 
+def test_explicit_rpc_port_is_kept_for_the_reachability_check() -> None:
+    assert parse_destination("hdfs://nn:9000/d").rpc_address == ("nn", 9000)
+    assert parse_destination("hdfs://nn/d").rpc_address is None
+    assert parse_destination("hdfs:///d").rpc_address is None
+    assert parse_destination("webhdfs://nn:9870/d").rpc_address is None
+
+
 def test_hdfs_without_host_uses_the_configured_endpoint() -> None:
     assert parse_destination("hdfs:///d", "http://nn:1234/").webhdfs_url == "http://nn:1234"
 

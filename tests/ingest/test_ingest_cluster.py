@@ -5,17 +5,17 @@ import os
 import posixpath
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from hdfs import InsecureClient
 
-from pipeline.config import HDFS_USER, MANIFEST_NAME, REPO_ROOT, STATE_NAME
+from pipeline.config import HDFS_USER, MANIFEST_NAME, STATE_NAME
 from pipeline.hdfs_checksum import ChecksumKind, file_checksum, reported_checksum
 from pipeline.ingest import Report, ingest
 from pipeline.manifest import ManifestRow, UploadRecord, from_csv
+from tests.cli import COMMAND, ENV, assert_one_line_error, run_cli, unused_port
 from tests.trees import image_bytes, valid_tree, write
 
 pytestmark = pytest.mark.cluster
@@ -226,11 +226,8 @@ def test_crash_then_rerun_uploads_only_what_is_missing(tmp_path: Path, hdfs: Ins
                                                        hdfs_dir: str) -> None:
     total = 120
     tree = big_tree(tmp_path / "chest_xray", total)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    crashed = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "jobs" / "ingest.py"), str(tree),
-         f"hdfs://{hdfs_dir}/crashed", "--threads", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    crashed = subprocess.Popen([*COMMAND, str(tree), f"hdfs://{hdfs_dir}/crashed", "--threads", "2"],
+                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         folder = f"{hdfs_dir}/crashed/train/NORMAL"
@@ -278,11 +275,7 @@ def test_local_checksum_matches_hdfs_over_several_blocks(hdfs: InsecureClient,
 
 
 def test_cli_lists_rejects_and_summarises(tmp_path: Path, hdfs_dir: str) -> None:
-    tree = messy_tree(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "jobs" / "ingest.py"), str(tree), f"hdfs://{hdfs_dir}"],
-        capture_output=True, text=True, env=env, timeout=120)
+    result = run_cli(str(messy_tree(tmp_path)), f"hdfs://{hdfs_dir}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"ingest: uploaded {VALID}, skipped 0, rejected "
                                     f"{len(REJECTED)}, failed 0, duplicates flagged 1 | ")
@@ -291,3 +284,14 @@ def test_cli_lists_rejects_and_summarises(tmp_path: Path, hdfs_dir: str) -> None
     assert ("duplicate train/PNEUMONIA/copy.jpeg is byte-identical to "
             "train/NORMAL/IM-0001-0001.jpeg") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_namenode_uri_with_a_dead_port_does_not_reach_the_live_cluster(
+        tmp_path: Path, hdfs: InsecureClient, hdfs_dir: str) -> None:
+    """WebHDFS answers on localhost, but the URI names an RPC port nothing listens on."""
+    uri = f"hdfs://localhost:{unused_port()}{hdfs_dir}"
+    started = time.monotonic()
+    result = run_cli(str(valid_tree(tmp_path)), uri)
+    assert time.monotonic() - started < 30
+    assert_one_line_error(result, "HDFS unreachable", uri)
+    assert hdfs.status(hdfs_dir, strict=False) is None
