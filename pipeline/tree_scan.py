@@ -58,7 +58,7 @@ def scan_tree(root: Path, splits: Sequence[str] | None = None) -> Scan:
         raise TreeError(f"local tree {root} does not exist or is not a directory")
     walker = _Walker(root)
     top, top_rejects = walker.list(root)
-    present = {name for name, _ in top if name in SPLITS}
+    present = {name for name, path in top if name in SPLITS and path.is_dir()}
     if splits:
         unknown = [s for s in splits if s not in SPLITS]
         if unknown:
@@ -71,9 +71,9 @@ def scan_tree(root: Path, splits: Sequence[str] | None = None) -> Scan:
     wanted = tuple(s for s in SPLITS if s in (splits or present))
     scan = Scan(splits=wanted, rejects=top_rejects)
     for name, path in top:
-        if name in wanted:
+        if name in wanted and name in present:
             walker.split(scan, name, path)
-        elif name in SPLITS:
+        elif name in present:
             scan.warnings.append(f"{name}/: split not requested, not ingested")
         else:
             scan.rejects.append(Reject(name, "not a split folder (expected one of "

@@ -43,6 +43,14 @@ def test_required_split_missing_is_named(tmp_path: Path) -> None:
         scan_tree(tmp_path, splits=["train", "val", "test"])
 
 
+def test_file_named_like_a_split_is_not_one(tmp_path: Path) -> None:
+    valid_tree(tmp_path, splits=("train",))
+    write(tmp_path / "val", b"not a folder")
+    assert reasons(tmp_path) == {"val": "not a split folder (expected one of train, val, test)"}
+    with pytest.raises(TreeError, match=r"missing split folder\(s\) .*: val$"):
+        scan_tree(tmp_path, splits=["train", "val"])
+
+
 def test_unknown_split_name_is_an_error(tmp_path: Path) -> None:
     valid_tree(tmp_path)
     with pytest.raises(TreeError, match="unknown split"):
