@@ -89,9 +89,10 @@ def main() -> None:
     if args.threads:
         ours += ["--threads", str(args.threads)]
 
-    put_s = timed(put, env)
+    # Ours first: on a slow cluster -put can take an hour, and ours is what we tune.
     first_s = timed(ours, env)
     rerun_s = timed(ours, env)
+    put_s = timed(put, env)
     first_ratio, rerun_ratio = first_s / put_s, rerun_s / first_s
     print(f"bench: -put -t {args.put_threads} {put_s:.1f} s | ingest first run {first_s:.1f} s | "
           f"re-run {rerun_s:.1f} s")
