@@ -20,7 +20,7 @@ from tests.trees import image_bytes, valid_tree, write
 
 pytestmark = pytest.mark.cluster
 
-VALID = 12
+VALID = 13
 REJECTED = {
     "train/NORMAL/.DS_Store": "hidden",
     "train/NORMAL/notes.txt": "not an image file name",
@@ -32,13 +32,16 @@ REJECTED = {
     "val/NORMAL/empty": "folder inside a class folder",
 }
 UNICODE = "train/NORMAL/with space ünï 東京.jpeg"
+#: Characters that mean something in URLs: they must reach HDFS as part of the name.
+URL_CHARS = "train/PNEUMONIA/odd #%20?+;&=,'name.jpeg"
 
 
 def messy_tree(base: Path) -> Path:
-    """8 plain images, 4 unusual valid ones (one a duplicate), and one of each bad kind."""
+    """8 plain images, 5 unusual valid ones (one a duplicate), and one of each bad kind."""
     root = valid_tree(base / "chest_xray")
     normal, pneumonia = root / "train" / "NORMAL", root / "train" / "PNEUMONIA"
     write(normal / UNICODE.rsplit("/", 1)[1], image_bytes(seed=60))
+    write(pneumonia / URL_CHARS.rsplit("/", 1)[1], image_bytes(seed=66))
     write(normal / "IM-0900-0001.png", image_bytes(mode="I;16", fmt="PNG", seed=61))
     write(pneumonia / "person900_virus_1.jpeg", image_bytes(mode="CMYK", seed=62))
     write(pneumonia / "copy.jpeg", (normal / "IM-0001-0001.jpeg").read_bytes())
@@ -96,7 +99,7 @@ def test_first_run_uploads_valid_images_and_lists_rejects(tmp_path: Path, hdfs: 
     files = hdfs_files(hdfs, hdfs_dir)
     rows = manifest_of(hdfs, hdfs_dir)
     assert set(files) == set(rows) | {MANIFEST_NAME, STATE_NAME}
-    assert len(rows) == VALID and UNICODE in rows
+    assert len(rows) == VALID and {UNICODE, URL_CHARS} <= set(rows)
     records = from_csv(read(hdfs, f"{hdfs_dir}/{STATE_NAME}"), UploadRecord)
     assert records == {path: UploadRecord(path, row.sha256, files[path]["fileId"],
                                           files[path]["modificationTime"])
