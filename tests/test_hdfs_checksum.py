@@ -1,10 +1,15 @@
-"""The local copy of HDFS's file checksum. Known answers come from the real cluster (the
-cluster tests in tests/ingest/ compare with HDFS for many sizes); here, its structure."""
+"""The local copy of HDFS's file checksum: answers recorded from the real cluster (Hadoop
+3.5.0, CRC32C, 512 bytes per CRC; tests/ingest/ compares live for more sizes) and structure."""
 from __future__ import annotations
 
 import pytest
 
-from pipeline.hdfs_checksum import ChecksumKind, UnsupportedChecksum, file_checksum
+from pipeline.hdfs_checksum import (
+    ChecksumKind,
+    UnsupportedChecksum,
+    file_checksum,
+    reported_checksum,
+)
 
 MIB = 1024 * 1024
 
@@ -25,6 +30,25 @@ def test_algorithm_names(algorithm: str, kind: ChecksumKind) -> None:
 def test_other_algorithms_are_refused(algorithm: str) -> None:
     with pytest.raises(UnsupportedChecksum):
         ChecksumKind.from_algorithm(algorithm)
+
+
+@pytest.mark.parametrize(
+    ("data", "block_size", "expected"),
+    [
+        (bytes(range(256)) * 10, 128 * MIB,
+         "0000020000000000000000003f25b25aff6b1f49e474dd849d9cdc74"),
+        (bytes(range(256)) * 4096 * 3 + b"tail", MIB,
+         "000002000000000000000800fca4bf9a145444a77cd6a39dd38cfd65"),
+    ],
+    ids=["one-block", "three-blocks"],
+)
+def test_known_answers_from_hdfs(data: bytes, block_size: int, expected: str) -> None:
+    assert file_checksum(data, block_size) == expected
+
+
+def test_webhdfs_hex_is_cut_to_its_length() -> None:
+    assert reported_checksum({"algorithm": "MD5-of-0MD5-of-512CRC32C", "length": 28,
+                              "bytes": "ab" * 28 + "00000000"}) == "ab" * 28
 
 
 def test_header_states_bytes_per_crc_and_crcs_per_block() -> None:
