@@ -12,9 +12,10 @@ from pipeline.config import HDFS_USER, WEBHDFS_URL
 
 
 @pytest.fixture(scope="session")
-def webhdfs_url() -> str:
-    """The cluster's WebHDFS URL. Fails, rather than skips, when it does not answer: a cluster
-    test that did not run must not look like one that passed."""
+def webhdfs_url(cluster) -> str:
+    """The cluster's WebHDFS URL, once the session's cluster is up. Fails, rather than skips,
+    when it does not answer: a cluster test that did not run must not look like one that
+    passed."""
     try:
         response = requests.get(f"{WEBHDFS_URL}/webhdfs/v1/",
                                 params={"op": "GETFILESTATUS", "user.name": HDFS_USER},
@@ -22,7 +23,7 @@ def webhdfs_url() -> str:
         response.raise_for_status()
     except requests.RequestException as err:
         pytest.fail(f"WebHDFS does not answer at {WEBHDFS_URL} ({err}); start the cluster "
-                    "(cd /work/wt-cluster && make cluster-up)")
+                    "(make cluster-up)")
     return WEBHDFS_URL
 
 
