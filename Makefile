@@ -15,7 +15,8 @@ SPLIT ?= test
 OUT ?= out/demo
 MASTER ?= local[2]
 DEMO_DATA := $(if $(DATA),$(DATA),demo-data/chest_xray)
-SUBMIT := SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master '$(MASTER)'
+SUBMIT := SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master '$(MASTER)' \
+	--driver-java-options '-Dlog4j.configurationFile=$(abspath spark-conf/log4j2.properties)'
 
 .PHONY: venv test demo demo-local sample-data clean
 
