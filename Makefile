@@ -15,7 +15,8 @@ SPLIT ?= test
 OUT ?= out/demo
 MASTER ?= local[2]
 DEMO_DATA := $(if $(DATA),$(DATA),demo-data/chest_xray)
-SUBMIT := SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master '$(MASTER)'
+SUBMIT := SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master '$(MASTER)' \
+	--driver-java-options '-Dlog4j.configurationFile=$(abspath spark-conf/log4j2.properties)'
 
 .PHONY: venv test demo demo-local sample-data clean
 
@@ -39,7 +40,17 @@ demo-local: venv $(if $(DATA),,sample-data)
 	$(SUBMIT) jobs/evaluate.py --data $(DEMO_DATA) --model $(OUT)/model --out $(OUT)/report --split $(SPLIT)
 	@echo "report: $(abspath $(OUT))/report/report.html"
 
-demo: demo-local
+# The main demo: the same jobs on the native (or Docker) cluster, data and outputs on HDFS.
+HDFS_DIR ?= hdfs:///xray
+CLUSTER_ENV = eval "$$($(PY) -m pipeline.cluster env)"
+demo: venv $(if $(DATA),,sample-data) cluster-up
+	$(PY) jobs/ingest.py $(DEMO_DATA) $(HDFS_DIR)/chest_xray
+	$(CLUSTER_ENV); TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master yarn jobs/train.py \
+		--data $(HDFS_DIR)/chest_xray --model-out $(HDFS_DIR)/model --weights $(WEIGHTS) \
+		--model-name $(MODEL) --features-cache $(HDFS_DIR)/features
+	$(CLUSTER_ENV); TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master yarn jobs/evaluate.py \
+		--data $(HDFS_DIR)/chest_xray --model $(HDFS_DIR)/model --out $(HDFS_DIR)/report --split $(SPLIT)
+	$(PY) -m pipeline.demo_summary $(HDFS_DIR) $(OUT)
 
 clean:
 	rm -rf out demo-data .pytest_cache

@@ -34,7 +34,7 @@ def one_line(exc: BaseException) -> str:
 def configure_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("py4j", "matplotlib", "PIL", "absl", "h5py"):
+    for noisy in ("py4j", "matplotlib", "PIL", "absl", "h5py", "hdfs"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -89,6 +89,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
         "validation_metrics": val_metrics,
         "timings_s": timings,
         "featurize_images_per_s": round(total / max(timings["featurize train"], 1e-9), 2),
+        "spark": {"app_id": spark.sparkContext.applicationId, "master": spark.sparkContext.master},
     }
     with step(spark, "save model", timings):
         model = PipelineModel(stages=[featurizer, lr_model])

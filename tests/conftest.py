@@ -18,3 +18,8 @@ def spark():
     session = get_session("xray-tests", master="local[2]")
     yield session
     session.stop()
+
+
+# The native cluster (HDFS + YARN + History Server) for every test marked `cluster`: started
+# on first use by the same code as `make cluster-up`, reused when already running.
+from tests.cluster_fixtures import cli, cluster, make_isolated_env, spark_env  # noqa: E402,F401

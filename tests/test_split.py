@@ -8,18 +8,6 @@ from pipeline.patients import patient_id
 from pipeline.split import validation_mask
 
 
-@pytest.mark.parametrize("name,want", [
-    ("person1003_bacteria_2934.jpeg", "person1003"),
-    ("person1003_virus_1685.jpeg", "person1003"),
-    ("hdfs://nn:9000/x/train/PNEUMONIA/person7_bacteria_29.jpeg", "person7"),
-    ("IM-0115-0001.jpeg", "IM-0115"),
-    ("NORMAL2-IM-1427-0001.jpeg", "NORMAL2-IM-1427"),
-    ("odd name é.png", "odd name é"),
-])
-def test_patient_id(name, want):
-    assert patient_id(name) == want
-
-
 def _frame() -> pd.DataFrame:
     rows = []
     for p in range(60):  # 60 normal patients, 1-3 films each

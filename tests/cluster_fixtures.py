@@ -1,4 +1,4 @@
-"""Fixtures for the cluster tests: the real native cluster, no stand-ins.
+"""Fixtures for tests on the real native cluster (imported by tests/conftest.py), no stand-ins.
 
 `cluster` brings it up with the same entry point as `make cluster-up` (in native mode), reusing
 one already running, and at the end stops only the daemons it started itself (set
