@@ -86,7 +86,9 @@ def render_html(doc: dict, out_dir: Path) -> str:
     m = doc["metrics"]
     esc = html.escape
     banner = ""
-    if doc.get("weights") == "none":
+    # Frozen random features only check the pipeline; a fine-tuned network starts random too
+    # but is then trained, so the warning is the featurizer arm's alone.
+    if doc.get("weights") == "none" and doc.get("method") == "featurizer+lr":
         banner = ('<p class="warn">Features come from a randomly initialised network '
                   '(weights=none): this run checks the pipeline; it is not a clinical result.</p>')
     rows = "".join(
