@@ -94,10 +94,12 @@ def scan_tree(spark: SparkSession, root: str, splits: tuple[str, ...]) -> Listin
     rows, skipped = [], []
     for entry in fs.list_files(base):
         rel = entry.path[len(base) + 1:]
+        if rel.split("/", 1)[0] in set(config.SPLITS) - set(splits):
+            continue  # another split's business, reported by the job that reads it
         verdict = _link_reason(entry, base) if entry.link else classify(rel, entry.size)
         if isinstance(verdict, str):
             skipped.append((entry.path, verdict))
-        elif verdict[0] in splits:
+        else:
             rows.append((entry.path, verdict[0], float(config.CLASSES[verdict[1]]),
                          patient_id(entry.path)))
     images = pd.DataFrame(rows, columns=[f.name for f in META_SCHEMA.fields])
