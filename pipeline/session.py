@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from pipeline import config
@@ -44,20 +44,29 @@ DEFAULTS = {
 }
 
 
-def get_session(app_name: str, master: str | None = None) -> SparkSession:
-    """The job's session; workers run this interpreter unless spark-submit says otherwise."""
+def get_session(app_name: str, master: str | None = None, verbose: bool = False) -> SparkSession:
+    """The job's session; workers run this interpreter unless spark-submit says otherwise.
+
+    A session that cannot start (no ResourceManager, no HDFS for the event log) raises a
+    RuntimeError whose message is one line; Spark's own log of it, a Java stack trace, is
+    kept off the console unless ``verbose``.
+    """
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
     conf = dict(DEFAULTS)
     if "PYSPARK_PYTHON" not in os.environ:
         conf["spark.pyspark.python"] = sys.executable
-    given = SparkConf()  # what spark-submit and spark-defaults.conf already set
+    # The JVM first: only there is what spark-submit and spark-defaults.conf set visible
+    # (a SparkConf made before it is empty, and the defaults would override the user's).
+    SparkContext._ensure_initialized()
+    given = SparkConf()
     for key, value in conf.items():
         if not given.contains(key):
             builder = builder.config(key, value)
     try:
-        spark = builder.getOrCreate()
+        with _startup_log(verbose):
+            spark = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - the JVM's reasons come in many types
         where = master or given.get("spark.master", "local[*]")
         raise RuntimeError(f"Spark could not start on {where}: {one_line(exc)}") from exc
@@ -65,6 +74,20 @@ def get_session(app_name: str, master: str | None = None) -> SparkSession:
     if spark.sparkContext.master.startswith("yarn"):
         ship_package(spark)
     return spark
+
+
+@contextlib.contextmanager
+def _startup_log(verbose: bool) -> Iterator[None]:
+    """Silence SparkContext's logger while the context starts, unless ``verbose``."""
+    log4j = SparkContext._jvm.org.apache.logging.log4j
+    name = "org.apache.spark.SparkContext"
+    if not verbose:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.OFF)
+    try:
+        yield
+    finally:
+        if not verbose:
+            log4j.core.config.Configurator.setLevel(name, None)  # back to its parent's level
 
 
 def ship_package(spark: SparkSession) -> None:
