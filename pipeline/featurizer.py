@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -22,7 +24,7 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol, HasSeed
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, BinaryType, FloatType, StringType, StructField, StructType
@@ -30,6 +32,7 @@ from pyspark.sql.types import ArrayType, BinaryType, FloatType, StringType, Stru
 from pipeline import config
 from pipeline.images import ImageError, decode_bytes, struct_to_rgb
 from pipeline.models import IMAGENET, NO_WEIGHTS, build_backbone, get_model
+from pipeline.storage import HadoopFS
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,19 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
         """Everything a Python worker needs to rebuild this featurizer's model."""
         return WorkerConfig(self.getModelName(), self.getWeights(), self.getPooling(),
                             self.getBatchSize(), self.getOrDefault(self.seed))
+
+    def check_weights(self, spark: SparkSession) -> None:
+        """Load a weights file into the backbone once, here on the driver: a file for another
+        architecture, or no weights file at all, then fails the job in seconds with one line
+        instead of in every task attempt on the executors. Nothing to do for "imagenet" and
+        "none"."""
+        cfg = self.worker_config()
+        if cfg.weights in (IMAGENET, NO_WEIGHTS):
+            return
+        with tempfile.TemporaryDirectory() as local:
+            path = Path(local) / os.path.basename(cfg.weights)
+            HadoopFS(spark, cfg.weights).copy_to_local(cfg.weights, path)
+            build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, str(path))
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         cfg = self.worker_config()

@@ -151,6 +151,10 @@ class HadoopFS:
         if not renamed:
             raise StorageError(f"could not rename {src} to {dst}")
 
+    def copy_to_local(self, uri: str, local: Path) -> None:
+        with _about(uri):
+            self._fs.copyToLocalFile(False, self._path(uri), self._path(str(local.resolve())), True)
+
     def put_dir(self, local_dir: Path, uri: str) -> None:
         """Copy a local directory's contents to ``uri`` (which must not exist yet)."""
         with _about(uri):

@@ -57,6 +57,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
                                      pooling=cfg.pooling, batchSize=cfg.batch_size, seed=cfg.seed)
     for out in filter(None, (cfg.model_out, cfg.features_cache)):
         prepare_output(spark, out)
+    featurizer.check_weights(spark)
     with step(spark, "scan train", timings):
         listing = scan_tree(spark, cfg.data, ("train",))
         listing.log_summary()
