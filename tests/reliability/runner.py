@@ -34,30 +34,36 @@ def job_command(job: str, *args: str, master: str = "local[2]") -> list[str]:
 
 
 def submit(job: str, *args: str, master: str = "local[2]", env: dict | None = None,
-           timeout: float = 600) -> subprocess.CompletedProcess:
-    """``spark-submit jobs/<job>.py args`` to completion, output captured as text."""
-    return subprocess.run(job_command(job, *args, master=master), cwd=config.REPO_ROOT,
-                          env=env or LOCAL_ENV, capture_output=True, text=True, timeout=timeout)
+           timeout: float = 600) -> tuple[int, str]:
+    """``spark-submit jobs/<job>.py args`` to completion: exit status and console output.
+
+    One stream, as a user's terminal shows it: spark-submit passes the Python driver's
+    stderr (the job's log and its ``error:`` line) to its stdout, and the JVM's log to stderr.
+    """
+    done = subprocess.run(job_command(job, *args, master=master), cwd=config.REPO_ROOT,
+                          env=env or LOCAL_ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    return done.returncode, done.stdout
 
 
 class Running:
-    """A spark-submit in its own process group, its stderr collected line by line (so a test
-    can act when the job logs that a step started) and killed as a whole when asked."""
+    """A spark-submit in its own process group, its console collected line by line (so a
+    test can act when the job logs that a step started) and killed as a whole when asked."""
 
     def __init__(self, command: list[str], env: dict) -> None:
         self.process = subprocess.Popen(command, cwd=config.REPO_ROOT, env=env, text=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        for line in self.process.stderr:
+        for line in self.process.stdout:
             self.lines.append(line)
 
     @property
-    def stderr(self) -> str:
+    def output(self) -> str:
         return "".join(self.lines)
 
     def wait_for(self, text: str, timeout: float = 300) -> None:
@@ -66,7 +72,7 @@ class Running:
         while not any(text in line for line in self.lines):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"never logged {text!r} (exit {self.process.poll()}):\n"
-                                     f"{self.stderr[-3000:]}")
+                                     f"{self.output[-3000:]}")
             time.sleep(0.05)
 
     def kill(self) -> None:
@@ -111,17 +117,17 @@ def run_in_process(job_module, argv: list[str]) -> tuple[int, str, str]:
     return code, err.getvalue(), records.getvalue()
 
 
-def assert_one_error_line(code: int, stderr: str, *fragments: str) -> str:
+def assert_one_error_line(code: int, output: str, *fragments: str) -> str:
     """Exit 2, one ``error:`` line holding every fragment, and no Python or JVM stack trace
     (other log lines, such as Spark's own warnings, may be there). Returns the line."""
-    assert code == 2, stderr[-3000:]
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, stderr[-3000:]
+    assert code == 2, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output[-3000:]
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
-    assert "Traceback" not in stderr, stderr[-3000:]
-    assert not [line for line in stderr.splitlines() if line.startswith(("\tat ", "Caused by"))], \
-        stderr[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert not [line for line in output.splitlines() if line.startswith(("\tat ", "Caused by"))], \
+        output[-3000:]
     return errors[0]
 
 
