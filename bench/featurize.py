@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.functions import pandas_udf  # noqa: E402
 from pyspark.sql.types import ArrayType, FloatType  # noqa: E402
 

@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
-    spark = get_session("xray-evaluate", args.master)
+    spark = get_session("xray-evaluate", args.master, args.verbose)
     doc = evaluate(spark, EvalConfig(data=args.data, model=args.model, out=args.out,
                                      split=args.split, reader=args.reader))
     print(json.dumps({k: doc["metrics"][k] for k in SHOWN}, indent=2))

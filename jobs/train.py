@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
-    spark = get_session("xray-train", args.master)
+    spark = get_session("xray-train", args.master, args.verbose)
     summary = train(spark, TrainConfig(
         data=args.data, model_out=args.model_out, model_name=args.model_name, weights=args.weights,
         pooling=args.pooling, batch_size=args.batch_size, reader=args.reader,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import traceback
 from typing import Callable
@@ -23,12 +24,31 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+#: The last line of a Python traceback: the exception raised (in a Spark Python worker, the
+#: one that failed the task).
+_RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(\w*(?:Error|Exception)): .+")
+
+
 def one_line(exc: BaseException) -> str:
-    """The most useful single line of an error, from Python, Py4J or Spark."""
+    """The most useful single line of an error, from Python, Py4J or Spark.
+
+    A JVM exception gives its class and message (a NameNode's RemoteException the class it
+    wraps: SafeModeException, AccessControlException); a task that failed in a Python worker
+    gives the exception the worker raised, not Spark's "An exception was thrown" preamble.
+    """
     java = getattr(exc, "java_exception", None)
-    text = str(java.toString()) if java is not None else str(exc)
+    if java is not None:
+        name = str(java.getClass().getName())
+        if name.endswith(".RemoteException"):
+            name = str(java.getClassName())
+        text = f"{name}: {java.getMessage() or ''}".rstrip(": ")
+    else:
+        text = str(exc)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
+    raised = [m for ln in lines if (m := _RAISED.match(ln))]
+    if "Traceback (most recent call last)" in text and raised:
+        return raised[-1].group(0)
+    return lines[0].split("; For more details see", 1)[0] if lines else type(exc).__name__
 
 
 def configure_logging(verbose: bool = False) -> None:

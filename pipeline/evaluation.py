@@ -23,7 +23,7 @@ from pipeline.metrics import binary_metrics, roc_curve
 from pipeline.report import SCHEMA, write_metrics_report
 from pipeline.session import step
 from pipeline.split import validation_mask
-from pipeline.storage import HadoopFS, atomic_output
+from pipeline.storage import HadoopFS, atomic_output, prepare_output
 from pipeline.training import SUMMARY_FILE, listing_skips
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,14 @@ def evaluate(spark: SparkSession, cfg: EvalConfig) -> dict:
     started = time.monotonic()
     timings: dict[str, float] = {}
     featurizer, classifier, summary = load_model(spark, cfg.model)
+    prepare_output(spark, cfg.out)
     with step(spark, f"scan {cfg.split}", timings):
         listing = _listing_for(spark, cfg, summary)
         listing.log_summary()
-    features, bad, total = featurize(spark, featurizer, read_images(spark, listing, cfg.reader),
-                                     f"featurize {cfg.split}", timings)
+    done = featurize(spark, featurizer, read_images(spark, listing, cfg.reader),
+                     f"featurize {cfg.split}", timings)
     with step(spark, f"evaluate {cfg.split}", timings):
-        scored = (classifier.transform(features)
+        scored = (classifier.transform(done.frame)
                   .select("path", "label", pneumonia_score().alias("score"), "prediction")
                   .orderBy("path").toPandas())
     threshold = classifier.getThreshold()
@@ -100,10 +101,12 @@ def evaluate(spark: SparkSession, cfg: EvalConfig) -> dict:
         "threshold_source": summary.get("threshold_source", "stored in the model"),
         "roc": {"fpr": [round(x, 6) for x in fpr], "tpr": [round(x, 6) for x in tpr]},
         "timings_s": timings,
-        "images_per_s": round(total / max(timings["total"], 1e-9), 2),
+        "images_per_s": round(done.total / max(timings["total"], 1e-9), 2),
         "training": {k: summary[k] for k in ("split", "validation_metrics", "timings_s",
                                              "featurize_images_per_s") if k in summary},
-        "skipped": listing_skips(listing) + bad,
+        "skipped": listing_skips(listing) + done.skipped,
+        "duplicates": done.duplicates,
+        "warnings": listing.warnings,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spark": {"app_id": spark.sparkContext.applicationId, "master": spark.sparkContext.master},
     }

@@ -1,18 +1,21 @@
 """The featurization step: the expensive one, run once per image and optionally cached.
 
 Rows whose image cannot be decoded are reported by file name and reason and left out; the
-rest go on. ``--features-cache`` keeps the vectors in Parquet so a re-fit (other classifier
-settings, another threshold target) skips the CNN entirely.
+rest go on. Byte-identical files are found in the same pass and reported as duplicates.
+``--features-cache`` keeps the vectors in Parquet so a re-fit (other classifier settings,
+another threshold target) skips the CNN entirely.
 """
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipeline.dataset import HASH_COL, duplicates
 from pipeline.featurizer import DeepImageFeaturizer
 from pipeline.session import step
 from pipeline.storage import HadoopFS, atomic_output
@@ -21,34 +24,55 @@ log = logging.getLogger(__name__)
 
 ERROR_COL = "featurize_error"
 _CACHE_META = "_featurizer.json"
+#: Version of what a cache holds besides the vectors (2: duplicates); older caches are redone.
+_CACHE_FORMAT = 2
+
+
+@dataclass
+class Featurized:
+    """The outcome of featurizing a set of images."""
+
+    #: The decodable rows, with their features.
+    frame: DataFrame
+    #: ``{"path", "reason"}`` of each file that could not be decoded.
+    skipped: list[dict]
+    #: Rows in, decodable or not.
+    total: int
+    #: ``{"path", "duplicate_of"}`` of each byte-identical copy (see dataset.duplicates).
+    duplicates: list[dict]
 
 
 def _featurizer_identity(featurizer: DeepImageFeaturizer) -> dict:
     """What decides the features: a cache made with anything else is not reused."""
     cfg = featurizer.worker_config()
     return {"model_name": cfg.model_name, "weights": cfg.weights, "pooling": cfg.pooling,
-            "seed": cfg.seed, "model_file": cfg.model_file}
+            "seed": cfg.seed, "model_file": cfg.model_file, "cache_format": _CACHE_FORMAT}
 
 
 def featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, images: DataFrame,
-              name: str, timings: dict[str, float]) -> tuple[DataFrame, list[dict], int]:
-    """Run the CNN over ``images`` once (persisted); returns good rows, skipped files, count."""
+              name: str, timings: dict[str, float]) -> Featurized:
+    """Run the CNN over ``images`` once (persisted); report undecodable files and copies."""
     featurizer = featurizer.copy({featurizer.errorCol: ERROR_COL})
     with step(spark, name, timings):
         out = featurizer.transform(images).drop("image").persist(StorageLevel.MEMORY_AND_DISK)
         total = out.count()
         bad = out.filter(F.col(ERROR_COL).isNotNull()).select("path", ERROR_COL).collect()
+        copies = duplicates(out)
     skipped = [{"path": r["path"], "reason": r[ERROR_COL]} for r in bad]
     for item in skipped:
         log.warning("not featurized %s: %s", item["path"], item["reason"])
-    log.info("%s: %d images, %d featurized, %d undecodable, %.1f images/s", name, total,
-             total - len(skipped), len(skipped), total / max(timings[name], 1e-9))
-    return out.filter(F.col(ERROR_COL).isNull()).drop(ERROR_COL), skipped, total
+    for item in copies:
+        log.warning("duplicate %s is byte-identical to %s", item["path"], item["duplicate_of"])
+    log.info("%s: %d images, %d featurized, %d undecodable, %d duplicates, %.1f images/s", name,
+             total, total - len(skipped), len(skipped), len(copies),
+             total / max(timings[name], 1e-9))
+    good = out.filter(F.col(ERROR_COL).isNull()).drop(ERROR_COL, HASH_COL)
+    return Featurized(good, skipped, total, copies)
 
 
 def cached_featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, images: DataFrame,
                      paths: list[str], cache_uri: str | None, name: str,
-                     timings: dict[str, float]) -> tuple[DataFrame, list[dict], int]:
+                     timings: dict[str, float]) -> Featurized:
     """``featurize``, reusing ``cache_uri`` when it holds ``paths`` (the images' files) made
     by this featurizer."""
     if not cache_uri:
@@ -61,11 +85,13 @@ def cached_featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, image
         if meta.get("featurizer") == identity and sorted(meta.get("paths", [])) == sorted(paths):
             log.info("reusing features from %s (%d images)", cache_uri, len(paths))
             timings[name] = 0.0
-            return spark.read.parquet(cache_uri), meta.get("skipped", []), len(paths)
+            return Featurized(spark.read.parquet(cache_uri), meta["skipped"], len(paths),
+                              meta["duplicates"])
         log.info("feature cache %s was made from other images or settings: recomputing", cache_uri)
-    good, skipped, total = featurize(spark, featurizer, images, name, timings)
+    done = featurize(spark, featurizer, images, name, timings)
     with atomic_output(spark, cache_uri) as tmp:
-        good.write.parquet(tmp)
-        meta = {"featurizer": identity, "paths": paths, "skipped": skipped}
+        done.frame.write.parquet(tmp)
+        meta = {"featurizer": identity, "paths": paths, "skipped": done.skipped,
+                "duplicates": done.duplicates}
         HadoopFS(spark, tmp).write_bytes(f"{tmp}/{_CACHE_META}", json.dumps(meta).encode())
-    return good, skipped, total
+    return done

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -127,6 +128,19 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
         return WorkerConfig(self.getModelName(), self.getWeights(), self.getPooling(),
                             self.getBatchSize(), self.getOrDefault(self.seed),
                             self.getOrDefault(self.modelFile))
+
+    def check_weights(self, spark: SparkSession) -> None:
+        """Load a weights file into the backbone once, here on the driver: a file for another
+        architecture, or no weights file at all, then fails the job in seconds with one line
+        instead of in every task attempt on the executors. Nothing to do for "imagenet" and
+        "none"."""
+        cfg = self.worker_config()
+        if cfg.weights in (IMAGENET, NO_WEIGHTS):
+            return
+        with tempfile.TemporaryDirectory() as local:
+            path = Path(local) / os.path.basename(cfg.weights)
+            HadoopFS(spark, cfg.weights).copy_to_local(cfg.weights, path)
+            build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, str(path))
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         cfg = self.worker_config()

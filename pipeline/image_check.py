@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import IMAGE_FORMATS, MAX_IMAGE_PIXELS
+from pipeline.images import ImageError, check_pixel_limit
 
 
 class InvalidImage(ValueError):
@@ -43,11 +44,10 @@ def inspect_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageInfo:
         raise InvalidImage(f"unreadable image header ({err})") from None
     with img:
         width, height = img.size
-        if width * height > max_pixels:
-            raise InvalidImage(
-                f"{width}x{height} = {width * height:,} pixels exceeds the limit of "
-                f"{max_pixels:,} (XRAY_MAX_IMAGE_PIXELS)"
-            )
+        try:
+            check_pixel_limit(width, height, max_pixels)
+        except ImageError as err:
+            raise InvalidImage(str(err)) from None
         try:
             img.load()
         except Exception as err:  # noqa: BLE001  (as above)

@@ -94,7 +94,9 @@ def build_backbone(name: str, weights: str, pooling: str, seed: int = SEED,
     except ValueError as exc:
         if source in (None, IMAGENET):
             raise
-        raise ValueError(f"weights file {weights} does not fit {name} (no top): {exc}") from None
+        # Keras appends every layer of the model to its reason: its first line says enough.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"weights file {weights} does not fit {name} (no top): {reason}") from None
 
 
 def load_model_file(path: str) -> "keras.Model":

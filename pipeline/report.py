@@ -97,6 +97,10 @@ def render_html(doc: dict, out_dir: Path) -> str:
     timings = "".join(f"<tr><td>{esc(k)}</td><td>{v:.1f} s</td></tr>"
                       for k, v in doc.get("timings_s", {}).items())
     skipped = "".join(f"<li>{esc(s['path'])}: {esc(s['reason'])}</li>" for s in doc.get("skipped", []))
+    notes = [*doc.get("warnings", []), *(f"{d['path']} is a byte-identical copy of "
+                                         f"{d['duplicate_of']} (scored twice)"
+                                         for d in doc.get("duplicates", []))]
+    warnings = "".join(f"<li>{esc(note)}</li>" for note in notes)
     counts = m["counts"]
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Pneumonia screening evaluation: {esc(doc['model_name'])}</title>
@@ -115,6 +119,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .6r
 <h2>Metrics</h2><table>{rows}</table>
 <h2>Timings</h2><table>{timings}</table><p>{doc.get('images_per_s', 0):.1f} images/s end to end.</p>
 <h2>Files not scored ({len(doc.get('skipped', []))})</h2><ul>{skipped}</ul>
+<h2>Warnings ({len(notes)})</h2><ul>{warnings}</ul>
 <p><small>A screening aid for research use, not a medical device: every film still needs a
 qualified reader. Schema {esc(doc['schema'])}.</small></p></body></html>"""
 

@@ -15,42 +15,79 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from pipeline import config
+from pipeline.cli import one_line
 
 log = logging.getLogger(__name__)
 
 #: Small Arrow batches: each row carries an image, and one Arrow batch is one model call.
 #: Small file partitions (Spark counts each file as at least 4 MB): about 8 images a task, so
 #: the last wave of tasks leaves few cores idle and a retried task redoes little work.
+#: Outputs (models, reports, feature caches) hold patient-derived data: whatever the client's
+#: Hadoop configuration says, folders are created 750 and files 640 (umask 027).
+#: A ResourceManager that does not answer fails the submit in about 30 s instead of YARN's
+#: 15 minutes of retries (each attempt is Hadoop IPC's 10 connection tries, 1 s apart; then
+#: one retry after 5 s). The application master inherits it: an RM gone for longer than
+#: that mid-job ends the job, which a re-run resumes from the feature cache.
 DEFAULTS = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.DEFAULT_BATCH_SIZE),
     "spark.sql.files.maxPartitionBytes": "32m",
     "spark.python.worker.reuse": "true",
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.showConsoleProgress": "true",
+    "spark.hadoop.fs.permissions.umask-mode": "027",
+    "spark.hadoop.yarn.resourcemanager.connect.max-wait.ms": "5000",
+    "spark.hadoop.yarn.resourcemanager.connect.retry-interval.ms": "5000",
 }
 
 
-def get_session(app_name: str, master: str | None = None) -> SparkSession:
-    """The job's session; workers run this interpreter unless spark-submit says otherwise."""
+def get_session(app_name: str, master: str | None = None, verbose: bool = False) -> SparkSession:
+    """The job's session; workers run this interpreter unless spark-submit says otherwise.
+
+    A session that cannot start (no ResourceManager, no HDFS for the event log) raises a
+    RuntimeError whose message is one line; Spark's own log of it, a Java stack trace, is
+    kept off the console unless ``verbose``.
+    """
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
     conf = dict(DEFAULTS)
     if "PYSPARK_PYTHON" not in os.environ:
         conf["spark.pyspark.python"] = sys.executable
-    given = SparkConf()  # what spark-submit and spark-defaults.conf already set
+    # The JVM first: only there is what spark-submit and spark-defaults.conf set visible
+    # (a SparkConf made before it is empty, and the defaults would override the user's).
+    SparkContext._ensure_initialized()
+    given = SparkConf()
     for key, value in conf.items():
         if not given.contains(key):
             builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        with _startup_log(verbose):
+            spark = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - the JVM's reasons come in many types
+        where = master or given.get("spark.master", "local[*]")
+        raise RuntimeError(f"Spark could not start on {where}: {one_line(exc)}") from exc
     spark.sparkContext.setLogLevel("WARN")
     if spark.sparkContext.master.startswith("yarn"):
         ship_package(spark)
     return spark
+
+
+@contextlib.contextmanager
+def _startup_log(verbose: bool) -> Iterator[None]:
+    """Silence SparkContext's logger while the context starts, unless ``verbose``."""
+    log4j = SparkContext._jvm.org.apache.logging.log4j
+    name = "org.apache.spark.SparkContext"
+    if not verbose:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.OFF)
+    try:
+        yield
+    finally:
+        if not verbose:
+            log4j.core.config.Configurator.setLevel(name, None)  # back to its parent's level
 
 
 def ship_package(spark: SparkSession) -> None:

@@ -24,7 +24,7 @@ from pipeline.featurizer import DeepImageFeaturizer
 from pipeline.metrics import binary_metrics, threshold_for_sensitivity
 from pipeline.session import step
 from pipeline.split import validation_mask
-from pipeline.storage import HadoopFS, atomic_output
+from pipeline.storage import HadoopFS, atomic_output, prepare_output
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,18 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     timings: dict[str, float] = {}
     featurizer = DeepImageFeaturizer(modelName=cfg.model_name, weights=cfg.weights,
                                      pooling=cfg.pooling, batchSize=cfg.batch_size, seed=cfg.seed)
+    for out in filter(None, (cfg.model_out, cfg.features_cache)):
+        prepare_output(spark, out)
+    featurizer.check_weights(spark)
     with step(spark, "scan train", timings):
         listing = scan_tree(spark, cfg.data, ("train",))
         listing.log_summary()
     images = listing.images.assign(is_val=validation_mask(listing.images, cfg.val_fraction, cfg.seed))
-    features, bad, total = cached_featurize(
+    done = cached_featurize(
         spark, featurizer, read_images(spark, listing, cfg.reader), list(images["path"]),
         cfg.features_cache, "featurize train", timings)
     side = spark.createDataFrame(images[["path", "is_val"]])
-    features = features.join(F.broadcast(side), on="path")
+    features = done.frame.join(F.broadcast(side), on="path")
 
     with step(spark, "fit classifier", timings):
         fit_part, class_weights = with_class_weights(features.filter(~F.col("is_val")))
@@ -79,8 +82,10 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
 
     summary = {
         "config": asdict(cfg),
-        "images": {"listed": int(len(images)), "featurized": total - len(bad),
-                   "skipped": listing_skips(listing) + bad},
+        "images": {"listed": int(len(images)), "featurized": done.total - len(done.skipped),
+                   "skipped": listing_skips(listing) + done.skipped,
+                   "duplicates": done.duplicates},
+        "warnings": listing.warnings,
         "split": _split_counts(images),
         "class_weights": {str(k): v for k, v in class_weights.items()},
         "threshold": threshold,
@@ -88,7 +93,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
                              f"the patient-grouped validation split ({len(val)} films)"),
         "validation_metrics": val_metrics,
         "timings_s": timings,
-        "featurize_images_per_s": round(total / max(timings["featurize train"], 1e-9), 2),
+        "featurize_images_per_s": round(done.total / max(timings["featurize train"], 1e-9), 2),
         "spark": {"app_id": spark.sparkContext.applicationId, "master": spark.sparkContext.master},
     }
     with step(spark, "save model", timings):

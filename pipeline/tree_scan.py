@@ -81,6 +81,19 @@ def scan_tree(root: Path, splits: Sequence[str] | None = None) -> Scan:
     return scan
 
 
+def link_problem(path: Path, real_root: Path) -> str | None:
+    """Why a symbolic link at ``path`` cannot be used; None for a link to an existing file
+    inside ``real_root`` (resolved), or for anything that is not a link."""
+    if not path.is_symlink():
+        return None
+    target = Path(os.path.realpath(path))
+    if not target.is_relative_to(real_root):
+        return "symbolic link pointing outside the tree (not followed)"
+    if not target.exists():
+        return "broken symbolic link"
+    return None
+
+
 class _Walker:
     """Lists folders with the checks that apply at every level (hidden, links, names)."""
 
@@ -118,13 +131,7 @@ class _Walker:
             return "file name is not valid UTF-8"
         if ":" in name:
             return "file name contains ':' (not allowed in HDFS paths)"
-        if path.is_symlink():
-            target = Path(os.path.realpath(path))
-            if not target.is_relative_to(self.real_root):
-                return "symbolic link pointing outside the tree (not followed)"
-            if not target.exists():
-                return "broken symbolic link"
-        return None
+        return link_problem(path, self.real_root)
 
     def split(self, scan: Scan, split: str, folder: Path) -> None:
         """Scan one split folder: its class folders, and nothing else."""

@@ -50,7 +50,7 @@ def test_truncated_jpeg_is_rejected(tmp_path):
 
 
 def test_pixel_limit_checked_before_decoding():
-    with pytest.raises(ImageError, match="12000x12000 exceeds the pixel limit"):
+    with pytest.raises(ImageError, match="12000x12000 = 144,000,000 pixels exceeds the limit"):
         check_pixel_limit(12000, 12000, limit=64_000_000)
 
 
@@ -64,3 +64,13 @@ def test_struct_bgr_becomes_rgb():
 def test_struct_from_failed_decode_is_rejected():
     with pytest.raises(ImageError, match="could not decode"):
         struct_to_rgb(-1, -1, -1, b"", 8)
+
+
+def test_large_film_is_refused_by_the_documented_limit(tmp_path):
+    """12000x12000 is past Pillow's own bomb warning (89 Mpx): the reason must still be ours,
+    and naming the limit a user can change."""
+    path = tmp_path / "huge.jpeg"
+    Image.new("L", (12000, 12000), 128).save(path, quality=50)
+    with pytest.raises(ImageError, match=r"12000x12000 = 144,000,000 pixels exceeds the limit "
+                                         r"of 64,000,000 \(XRAY_MAX_IMAGE_PIXELS\)"):
+        decode_bytes(path.read_bytes(), 32)
