@@ -6,6 +6,11 @@ import sys
 
 import pytest
 
+# The suite's own JVM must not inherit a cluster's client configuration from the shell (after
+# `eval "$(python -m pipeline.cluster env)"`): its core-site.xml would make every plain local
+# path mean HDFS. Tests that submit to the cluster pass that configuration explicitly.
+for _var in ("HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_CONF_DIR"):
+    os.environ.pop(_var, None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -1,5 +1,6 @@
 """HDFS round trips through both ways the pipeline talks to it: WebHDFS (the hdfs package,
-which the ingestion tool uses) and Spark's Hadoop client on hdfs://localhost:9000."""
+which the ingestion tool uses) and Spark's Hadoop client on hdfs://localhost:9000 (the
+suite's local[2] session, addressing HDFS by full URI as the jobs' --data does)."""
 from __future__ import annotations
 
 import getpass
@@ -9,7 +10,7 @@ import pytest
 from hdfs import InsecureClient
 
 from pipeline import config
-from pipeline.cluster import conf, health
+from pipeline.cluster import health
 
 pytestmark = pytest.mark.cluster
 
@@ -29,18 +30,6 @@ def scratch(webhdfs):
     webhdfs.delete(path, recursive=True)
 
 
-@pytest.fixture(scope="module")
-def spark(cluster):
-    """local[2] with the cluster's client configuration, as the pipeline's jobs run."""
-    from pyspark.sql import SparkSession
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HADOOP_CONF_DIR", str(conf.hadoop_conf_dir()))
-        session = (SparkSession.builder.master("local[2]").appName("xray-cluster-hdfs-test")
-                   .config("spark.ui.enabled", "false").getOrCreate())
-        yield session
-        session.stop()
-
-
 def test_webhdfs_write_read_rename(webhdfs, scratch):
     payload = uuid.uuid4().bytes * 4096  # 64 KiB
     webhdfs.write(f"{scratch}/a.bin", payload)
@@ -53,7 +42,7 @@ def test_webhdfs_write_read_rename(webhdfs, scratch):
         assert reader.read() == payload
 
 
-def test_spark_local_reads_and_writes_hdfs(spark, webhdfs, scratch):
+def test_spark_local_reads_and_writes_hdfs(spark, cluster, webhdfs, scratch):
     webhdfs.write(f"{scratch}/lines.txt", b"normal\npneumonia\n")
     lines = [r.value for r in spark.read.text(f"{HDFS_URL}{scratch}/lines.txt").collect()]
     assert lines == ["normal", "pneumonia"]
