@@ -82,6 +82,7 @@ def write_pixel_cache(spark: SparkSession, listing: Listing, is_val: pd.Series, 
     side = spark.createDataFrame(listing.images[["path"]].assign(is_val=is_val.to_numpy()))
     decoded = (read_images(spark, listing, "binaryFile")
                .join(F.broadcast(side), on="path")
+               .select(*(f.name for f in META_SCHEMA.fields), "is_val", "image")
                .repartition(parts)
                .mapInPandas(_decoder(image_size), SCHEMA)
                .sortWithinPartitions(F.rand(seed)))
