@@ -92,9 +92,10 @@ def scan_tree(spark: SparkSession, root: str, splits: tuple[str, ...]) -> Listin
         if not fs.exists(f"{base}/{split}"):
             raise DatasetError(f"split {split!r} is missing: no folder {base}/{split}")
     rows, skipped = [], []
+    other_splits = set(config.SPLITS) - set(splits)
     for entry in fs.list_files(base):
         rel = entry.path[len(base) + 1:]
-        if rel.split("/", 1)[0] in set(config.SPLITS) - set(splits):
+        if rel.split("/", 1)[0] in other_splits:
             continue  # another split's business, reported by the job that reads it
         verdict = _link_reason(entry, base) if entry.link else classify(rel, entry.size)
         if isinstance(verdict, str):
