@@ -5,7 +5,7 @@ label and patient) or skipped with a reason that names it; nothing is dropped si
 empty or missing class folder is a warning. Symbolic links (local trees) are skipped, never
 followed. Spark then reads only the known class folders, with the image source or as raw
 bytes, and only the accepted files go on: Spark's own listing of those folders does follow
-links, but what it finds beyond the accepted files is dropped unread by the featurizer.
+links, and a join on the accepted paths drops what else it read before the featurizer.
 """
 from __future__ import annotations
 

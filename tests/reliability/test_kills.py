@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ def _train_args(runs: Path, *extra: str) -> list[str]:
             "--weights", "none", *extra]
 
 
-def _killed(job: Running, *, after: str, then: callable = lambda: time.sleep(2)) -> None:
+def _killed(job: Running, *, after: str, then: Callable[[], None] = lambda: time.sleep(2)) -> None:
     job.wait_for(after)
     then()
     job.kill()
