@@ -5,7 +5,7 @@ label and patient) or skipped with a reason that names it; nothing is dropped si
 empty or missing class folder is a warning. Symbolic links (local trees) are skipped, never
 followed. Spark then reads only the known class folders, with the image source or as raw
 bytes, and only the accepted files go on: Spark's own listing of those folders does follow
-links, but what it finds beyond the accepted files is dropped unread by the featurizer.
+links, and a join on the accepted paths drops what else it read before the featurizer.
 """
 from __future__ import annotations
 
@@ -92,9 +92,10 @@ def scan_tree(spark: SparkSession, root: str, splits: tuple[str, ...]) -> Listin
         if not fs.exists(f"{base}/{split}"):
             raise DatasetError(f"split {split!r} is missing: no folder {base}/{split}")
     rows, skipped = [], []
+    other_splits = set(config.SPLITS) - set(splits)
     for entry in fs.list_files(base):
         rel = entry.path[len(base) + 1:]
-        if rel.split("/", 1)[0] in set(config.SPLITS) - set(splits):
+        if rel.split("/", 1)[0] in other_splits:
             continue  # another split's business, reported by the job that reads it
         verdict = _link_reason(entry, base) if entry.link else classify(rel, entry.size)
         if isinstance(verdict, str):

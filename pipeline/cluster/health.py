@@ -91,9 +91,24 @@ def history() -> Check:
                 lambda apps: (True, f"answering, {len(apps)} application(s) listed"))
 
 
+def datanode_registered() -> bool:
+    """The DataNode at the datanode_http port answers and is registered with the NameNode.
+
+    The NameNode alone cannot tell: after a DataNode alone was killed and restarted it still
+    counts the dead one as live (for 10 minutes), while writes it sends there are refused.
+    """
+    try:
+        bean = get_json(url("datanode_http",
+                            "/jmx?qry=Hadoop:service=DataNode,name=DataNodeInfo"))["beans"][0]
+        actors = json.loads(bean["BPServiceActorInfo"])
+    except _FAILURES:
+        return False
+    return bool(actors) and all(actor.get("ActorState") == "RUNNING" for actor in actors)
+
+
 def hdfs_ready(datanodes_expected: int = 1) -> bool:
     """Writable: out of safe mode with the DataNodes registered."""
-    return all(check.ok for check in hdfs(datanodes_expected))
+    return all(check.ok for check in hdfs(datanodes_expected)) and datanode_registered()
 
 
 def all_checks(datanodes_expected: int = 1, nodemanagers_expected: int = 1) -> list[Check]:

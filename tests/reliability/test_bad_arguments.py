@@ -6,9 +6,12 @@ session); a few run ``spark-submit`` as a user does, which also shows what Spark
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,6 +96,35 @@ def test_output_on_a_namenode_nobody_runs(spark, tree, tmp_path):
                                                  "--weights", "none"])
     assert_one_error_line(code, err, f"cannot write {out}", "Connection refused")
     assert "featurize" not in logs and time.monotonic() - started < 30
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose listener never accepts and whose queue is full: further
+    connection attempts hang, as to a host that is powered off or firewalled."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        try:
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def test_namenode_host_that_never_answers_fails_within_30s(spark, tmp_path, unanswered_port):
+    """Hadoop's defaults would try for 15 minutes (45 connection timeouts of 20 s)."""
+    data = f"hdfs://127.0.0.1:{unanswered_port}/chest_xray"
+    started = time.monotonic()
+    code, err, _ = run_in_process(train_job, ["--data", data, "--model-out", str(tmp_path / "m")])
+    assert_one_error_line(code, err, data, "ConnectTimeoutException")
+    assert time.monotonic() - started < 30
 
 
 def test_spark_submit_error_is_one_line_and_verbose_shows_the_trace(tree, tmp_path):

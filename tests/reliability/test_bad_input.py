@@ -29,6 +29,8 @@ from tests.cli import run_cli
 from tests.reliability.runner import run_in_process, scan_modes
 from tests.trees import image_bytes, write
 
+pytestmark = pytest.mark.slow
+
 UNICODE = "person 11 é 東京_virus_1.jpeg"
 
 #: name below chest_xray/ -> what the train job's reason for skipping it says
