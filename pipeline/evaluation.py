@@ -92,8 +92,8 @@ def evaluate(spark: SparkSession, cfg: EvalConfig) -> dict:
     doc = {
         "schema": SCHEMA,
         "method": "featurizer+lr",
-        "model_name": featurizer.getModelName(),
-        "weights": featurizer.getWeights(),
+        "model_name": featurizer.getModelFile() or featurizer.getModelName(),
+        "weights": "fine-tuned (modelFile)" if featurizer.getModelFile() else featurizer.getWeights(),
         "data": listing.root,
         "model": cfg.model,
         "split": cfg.split,

@@ -123,11 +123,14 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
     def getErrorCol(self) -> str:
         return self.getOrDefault(self.errorCol)
 
+    def getModelFile(self) -> str:
+        return self.getOrDefault(self.modelFile)
+
     def worker_config(self) -> "WorkerConfig":
         """Everything a Python worker needs to rebuild this featurizer's model."""
         return WorkerConfig(self.getModelName(), self.getWeights(), self.getPooling(),
                             self.getBatchSize(), self.getOrDefault(self.seed),
-                            self.getOrDefault(self.modelFile))
+                            self.getModelFile())
 
     def check_weights(self, spark: SparkSession) -> None:
         """Load a weights file into the backbone once, here on the driver: a file for another

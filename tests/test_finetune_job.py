@@ -158,7 +158,8 @@ def test_compare_runs_of_both_arms(spark, runs, tree, tmp_path):
     rows = [line.split(" | ") for line in table[2:5]]
     assert [r[:2] for r in rows] == [["| cnn", "finetune-cnn"], ["| inc", "finetune-inceptionv3"],
                                      ["| lr", "featurizer+lr"]]
-    assert f"{runs['cnn'][1]['metrics']['roc_auc']:.4f}" in rows[0]
+    assert f"{runs['cnn'][1]['metrics']['roc_auc']:.4g}" in rows[0]
+    assert rows[2][-1] == "fine-tuned (modelFile) |"
     page = (out / "compare.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and page.count("<tr>") == 4
 
