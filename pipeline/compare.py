@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipeline.report import SCHEMA, _img, plot_roc
+from pipeline.report import SCHEMA, embed_png, plot_roc
 from pipeline.storage import HadoopFS, atomic_output
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def html_page(rows: list[dict], roc_png: Path) -> str:
 <style>body{{font-family:system-ui,sans-serif;max-width:80rem;margin:2rem auto;padding:0 1rem}}
 table{{border-collapse:collapse;font-size:.9rem}}td,th{{border:1px solid #ccc;padding:.25rem .5rem}}
 </style></head><body><h1>Pneumonia screening: {len(rows)} runs compared</h1>
-<table><tr>{heads}</tr>{body}</table><p>{esc(NOTES)}</p>{_img(roc_png)}
+<table><tr>{heads}</tr>{body}</table><p>{esc(NOTES)}</p>{embed_png(roc_png)}
 <p><small>A screening aid for research use, not a medical device.</small></p></body></html>"""
 
 

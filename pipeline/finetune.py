@@ -42,7 +42,7 @@ from pipeline.session import step
 from pipeline.split import validation_mask
 from pipeline.storage import HadoopFS, atomic_output
 from pipeline.task_files import task_target
-from pipeline.training import _split_counts, listing_skips
+from pipeline.training import split_counts, listing_skips
 from pipeline.training_curves import plot_history
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _scan(spark: SparkSession, cfg: FinetuneConfig) -> Listing:
 def split_counts(listing: Listing, is_val: pd.Series) -> dict:
     """Films, patients and classes of the fit and validation parts; both need both classes."""
     train = listing.images["split"] == "train"
-    counts = _split_counts(listing.images[train].assign(is_val=is_val[train]))
+    counts = split_counts(listing.images[train].assign(is_val=is_val[train]))
     for part, c in counts.items():
         if not c["normal"] or not c["pneumonia"]:
             raise ValueError(f"the {part} part of train needs both classes, found {c}")

@@ -58,7 +58,8 @@ def plot_roc(curves: list[tuple[str, dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def _img(path: Path) -> str:
+def embed_png(path: Path) -> str:
+    """An <img> with the PNG inline, so a report is one file a clinician can mail or open offline."""
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
@@ -115,7 +116,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .6r
 ({counts['PNEUMONIA']} pneumonia, {counts['NORMAL']} normal) &middot; {esc(doc['created'])}</p>
 <div class="key">{_plain_language(m)}</div>
 <p>Decision threshold <b>{m['threshold']:.4f}</b>: {esc(doc.get('threshold_source', ''))}</p>
-<div class="plots">{_img(out_dir / 'confusion_matrix.png')} {_img(out_dir / 'roc.png')}</div>
+<div class="plots">{embed_png(out_dir / 'confusion_matrix.png')} {embed_png(out_dir / 'roc.png')}</div>
 <h2>Metrics</h2><table>{rows}</table>
 <h2>Timings</h2><table>{timings}</table><p>{doc.get('images_per_s', 0):.1f} images/s end to end.</p>
 <h2>Files not scored ({len(doc.get('skipped', []))})</h2><ul>{skipped}</ul>

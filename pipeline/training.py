@@ -86,7 +86,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
                    "skipped": listing_skips(listing) + done.skipped,
                    "duplicates": done.duplicates},
         "warnings": listing.warnings,
-        "split": _split_counts(images),
+        "split": split_counts(images),
         "class_weights": {str(k): v for k, v in class_weights.items()},
         "threshold": threshold,
         "threshold_source": (f"highest threshold reaching sensitivity {cfg.target_sensitivity} on "
@@ -111,7 +111,8 @@ def listing_skips(listing) -> list[dict]:
     return [{"path": p, "reason": r} for p, r in listing.skipped]
 
 
-def _split_counts(images) -> dict:
+def split_counts(images) -> dict:
+    """Films, patients and classes on each side of the patient-grouped split, for the summary."""
     out = {}
     for name, part in (("fit", images[~images.is_val]), ("validation", images[images.is_val])):
         out[name] = {"films": int(len(part)), "patients": int(part.patient_id.nunique()),
