@@ -60,12 +60,17 @@ def get_session(app_name: str, master: str | None = None, verbose: bool = False)
     if master:
         builder = builder.master(master)
     conf = dict(DEFAULTS)
-    if "PYSPARK_PYTHON" not in os.environ:
-        conf["spark.pyspark.python"] = sys.executable
     # The JVM first: only there is what spark-submit and spark-defaults.conf set visible
     # (a SparkConf made before it is empty, and the defaults would override the user's).
     SparkContext._ensure_initialized()
     given = SparkConf()
+    if "PYSPARK_PYTHON" not in os.environ:
+        # spark-submit turns spark.pyspark.python into this variable; started from plain
+        # ``python`` nothing does, and pyspark would start workers with whatever ``python3``
+        # is first on PATH (without our libraries).
+        python = given.get("spark.pyspark.python", sys.executable)
+        os.environ["PYSPARK_PYTHON"] = python
+        conf["spark.pyspark.python"] = python
     for key, value in conf.items():
         if not given.contains(key):
             builder = builder.config(key, value)
