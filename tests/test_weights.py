@@ -1,8 +1,10 @@
 """Weights sources: files for air-gapped clusters, wrong files, and Keras' own 'imagenet'."""
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
+from keras.src.legacy.saving import legacy_h5_format
 
 from pipeline.featurizer import DeepImageFeaturizer
 from pipeline.models import build_backbone
@@ -26,6 +28,10 @@ def trained_backbone(tmp_path_factory):
     root = tmp_path_factory.mktemp("weights")
     model.save_weights(root / "vgg16_notop.weights.h5")
     model.save(root / "vgg16_notop.keras")
+    # The Keras 2 HDF5 layout: what keras.applications downloads for weights="imagenet" and
+    # caches in ~/.keras/models, so what an air-gapped site copies onto its cluster.
+    with h5py.File(root / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
     return model, root
 
 
@@ -33,7 +39,8 @@ def _features(df) -> np.ndarray:
     return np.stack([r.features.toArray() for r in df.orderBy("path").select("features").collect()])
 
 
-@pytest.mark.parametrize("fname", ["vgg16_notop.weights.h5", "vgg16_notop.keras"])
+@pytest.mark.parametrize("fname", ["vgg16_notop.weights.h5", "vgg16_notop.keras",
+                                   "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"])
 def test_weights_file_is_shipped_and_used(spark, images, trained_backbone, fname):
     import keras
 
@@ -49,10 +56,12 @@ def test_weights_file_is_shipped_and_used(spark, images, trained_backbone, fname
     assert not np.allclose(got, seeded, atol=1e-3)  # the file's weights, not the seed's
 
 
-def test_weights_for_another_architecture_is_refused(trained_backbone):
+@pytest.mark.parametrize("fname", ["vgg16_notop.weights.h5",
+                                   "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"])
+def test_weights_for_another_architecture_is_refused(trained_backbone, fname):
     _, root = trained_backbone
-    with pytest.raises(ValueError, match="does not fit ResNet50"):
-        build_backbone("ResNet50", str(root / "vgg16_notop.weights.h5"), "avg")
+    with pytest.raises(ValueError, match="does not fit VGG19"):
+        build_backbone("VGG19", str(root / fname), "avg")
 
 
 def test_a_file_that_is_not_a_model_is_refused(tmp_path):
