@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
 import sys
 import traceback
 from typing import Callable
+
+from pipeline import shutdown
 
 log = logging.getLogger("pipeline")
 
@@ -60,12 +63,19 @@ def configure_logging(verbose: bool = False) -> None:
 
 def run_job(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
             argv: list[str] | None = None) -> None:
-    """Parse, run ``main``, and exit 0, or 2 with one ``error:`` line on a failure."""
+    """Parse, run ``main``, and exit 0, or 2 with one ``error:`` line on a failure, or 143
+    with one line when SIGTERM stopped it (see ``pipeline.shutdown``)."""
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     try:
-        main(args)
-    except Exception as exc:  # noqa: BLE001 - every failure ends as one line, by design
+        with shutdown.handling_sigterm():
+            main(args)
+    except (shutdown.Stopped, Exception) as exc:  # noqa: BLE001 - every failure, one line
+        if (signame := shutdown.requested()) is not None:
+            # Whatever the cancelled Spark job raised, the cause was the signal.
+            print(f"error: stopped by {signame}; outputs under their final names are unchanged",
+                  file=sys.stderr)
+            sys.exit(128 + signal.Signals[signame].value)
         if args.verbose:
             traceback.print_exc()
         print(f"error: {one_line(exc)}", file=sys.stderr)

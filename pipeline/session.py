@@ -18,7 +18,7 @@ from typing import Iterator
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
-from pipeline import config
+from pipeline import config, shutdown
 from pipeline.cli import one_line
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ def ship_package(spark: SparkSession) -> None:
 def step(spark: SparkSession, name: str, timings: dict[str, float] | None = None) -> Iterator[None]:
     """Name the Spark jobs run inside as one pipeline step (Spark UI and History Server) and
     record its wall time in ``timings``."""
+    shutdown.check()
     sc = spark.sparkContext
     sc.setJobGroup(name.replace(" ", "-"), name)
     sc.setJobDescription(name)
@@ -130,3 +131,4 @@ def step(spark: SparkSession, name: str, timings: dict[str, float] | None = None
             timings[name] = round(elapsed, 3)
         log.info("step %r took %.1fs", name, elapsed)
         sc.setJobDescription(None)  # type: ignore[arg-type]
+    shutdown.check()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from py4j.protocol import Py4JJavaError
 from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import SparkSession
 
+from pipeline import shutdown
 from pipeline.cli import one_line
 
 log = logging.getLogger(__name__)
@@ -215,6 +217,27 @@ def _ensure_parent(fs: HadoopFS, uri: str) -> None:
         fs.mkdirs(parent)
 
 
+def _remove_temporary(spark: SparkSession, fs: HadoopFS, tmp: str, timeout: float = 30) -> None:
+    """Remove a failed write's temporary output once its tasks are over.
+
+    A failed or cancelled Spark job returns while its other tasks are still being killed,
+    and one of them can recreate folders (its committer's abort) in what was just removed;
+    the executors' count of running tasks can lag that too. So: wait until none runs
+    (at most ``timeout`` s), remove, and look again a moment later.
+    """
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(Exception):  # a JVM that is gone runs no tasks either
+        tracker = spark.sparkContext._jsc.sc().statusTracker()
+        while time.monotonic() < deadline and \
+                sum(e.numRunningTasks() for e in tracker.getExecutorInfos()):
+            time.sleep(0.2)
+    for _ in range(3):
+        if not fs.exists(tmp):
+            return
+        fs.delete(tmp)
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def atomic_output(spark: SparkSession, final_uri: str) -> Iterator[str]:
     """Yield a temporary URI to write to; on success it replaces ``final_uri``.
@@ -227,9 +250,9 @@ def atomic_output(spark: SparkSession, final_uri: str) -> Iterator[str]:
     _ensure_parent(fs, final_uri)
     try:
         yield tmp
+        shutdown.check()  # asked to stop while writing: the previous output stays
     except BaseException:
-        if fs.exists(tmp):
-            fs.delete(tmp)
+        _remove_temporary(spark, fs, tmp)
         raise
     backup = None
     if fs.exists(final_uri):

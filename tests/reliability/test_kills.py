@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +22,11 @@ import numpy as np
 import pytest
 from pyspark.ml import PipelineModel
 
+from pipeline import config
 from pipeline.evaluation import EvalConfig, evaluate
 from pipeline.storage import prepare_output
 from pipeline.training import TrainConfig, train
-from tests.reliability.runner import Running, start
+from tests.reliability.runner import LOCAL_ENV, Running, start
 from tests.trees import valid_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault]
@@ -77,16 +79,17 @@ def test_train_killed_while_saving_keeps_the_previous_model(runs):
     final = runs / "victim/model"
     before = snapshot(final)
 
-    def once_writing() -> None:
-        deadline = time.monotonic() + 120
-        while not any(name.startswith(".model.tmp-") for name in leftovers(final)):
-            assert time.monotonic() < deadline, "the save never started writing"
-            time.sleep(0.02)
-
     job = start("train", *_train_args(runs, "--features-cache", str(runs / "cache")))
-    _killed(job, after="step 'save model' started", then=once_writing)
+    _killed(job, after="step 'save model' started", then=lambda: _until_a_temporary_model(final))
     assert snapshot(final) == before
     assert [n for n in leftovers(final) if n.startswith(".model.tmp-")], "no half-written model"
+
+
+def _until_a_temporary_model(final: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not any(name.startswith(f".{final.name}.tmp-") for name in leftovers(final)):
+        assert time.monotonic() < deadline, "the save never started writing"
+        time.sleep(0.02)
 
 
 def test_evaluate_killed_keeps_the_previous_report(runs):
@@ -96,6 +99,30 @@ def test_evaluate_killed_keeps_the_previous_report(runs):
                   str(runs / "baseline/model"), "--out", str(final)),
             after="step 'featurize test' started")
     assert snapshot(final) == before
+
+
+@pytest.mark.parametrize("step", ["featurize train", "save model"])
+def test_train_stopped_by_sigterm_tidies_up_and_says_so(runs, step):
+    """SIGTERM (what schedulers and ``kill`` send first) to a driver started as plain
+    ``python``: it removes its half-written model itself and exits 143 with one line."""
+    final = runs / "victim/model"
+    before = snapshot(final)
+    # The cached features take it to the save at once; without them it featurizes first.
+    cached = ("--features-cache", str(runs / "cache")) if step == "save model" else ()
+    job = Running([sys.executable, str(config.REPO_ROOT / "jobs/train.py"), "--master",
+                   "local[2]", *_train_args(runs, *cached)], LOCAL_ENV)
+    job.wait_for(f"step '{step}' started")
+    if step == "save model":
+        _until_a_temporary_model(final)
+    else:
+        time.sleep(2)
+    os.kill(job.process.pid, signal.SIGTERM)
+    assert job.wait(120) == 143, job.output[-3000:]
+    errors = [line for line in job.output.splitlines() if line.startswith("error:")]
+    assert errors == ["error: stopped by SIGTERM; outputs under their final names are unchanged"], \
+        job.output[-3000:]
+    assert snapshot(final) == before
+    assert leftovers(final) == [], job.output[-4000:]  # its own, and the SIGKILLed runs'
 
 
 def _python_workers(root_pid: int) -> list[int]:

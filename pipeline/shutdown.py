@@ -1,0 +1,59 @@
+"""Stopping a job on SIGTERM without corrupting its outputs or its link to the JVM.
+
+SIGTERM is what schedulers, systemd and ``kill`` send first. Python's default is to die on
+the spot, leaving a half-written temporary output for the next run to tidy; raising from the
+handler instead would interrupt a Py4J call half-way through its reply and garble every call
+after it (the cleanup's included). So the handler only records the request and cancels the
+running Spark jobs, as pyspark's own Ctrl-C handler does: the blocked call then fails in the
+normal way, and ``check`` raises at the next step boundary for steps that run no Spark job.
+A process with no Spark session (ingest) stops at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+_requested: list[str] = []
+
+
+class Stopped(BaseException):
+    """The job was asked to stop. A BaseException, so that no ``except Exception`` takes it
+    for an ordinary failure; ``atomic_output`` still removes its temporary output."""
+
+
+def _on_signal(signum: int, _frame) -> None:
+    name = signal.Signals(signum).name
+    _requested.append(name)
+    from pyspark import SparkContext  # only jobs that started one have a JVM to spare
+
+    sc = SparkContext._active_spark_context
+    if sc is None:  # no Py4J call to garble (ingest): stop here
+        raise Stopped(name)
+    log.warning("%s received: cancelling the running Spark jobs", name)
+    sc.cancelAllJobs()
+
+
+@contextlib.contextmanager
+def handling_sigterm() -> Iterator[None]:
+    """Handle SIGTERM as above inside (the main thread's job); the previous handler after."""
+    _requested.clear()
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def requested() -> str | None:
+    """The signal that asked the job to stop, if one did."""
+    return _requested[0] if _requested else None
+
+
+def check() -> None:
+    """Raise Stopped if a stop was requested."""
+    if _requested:
+        raise Stopped(_requested[0])
