@@ -1,6 +1,6 @@
 """Featurizer throughput, side by side in one run on the same N images (files -> vectors).
 
-  python bench/featurize.py DATA_DIR [-n 256] [--model InceptionV3] [--rounds 2]
+  python bench/featurize.py DATA_DIR [-n 256] [--model InceptionV3] [--rounds 2] [--conf K=V]
 
 Methods, each timed in steady state (models built and workers warm, as in a long job):
   keras        plain single-process Keras: load_img + preprocess_input + predict, batch by batch
@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -72,13 +74,15 @@ def plain_keras(files: list[Path], name: str, seed: int, batch: int) -> float:
     return time.perf_counter() - started
 
 
-def spark_run(spark, method: str, paths: list[str], name: str, seed: int, batch: int) -> float:
+def spark_run(spark, method: str, folder: Path, name: str, seed: int, batch: int) -> float:
+    """Featurize every film in ``folder``, read as the jobs read a class folder."""
     started = time.perf_counter()
+    uri = f"file://{folder}"
     if method == "peer":
-        df = spark.read.format("binaryFile").load(paths).select(peer_udf(name, seed)("content"))
+        df = spark.read.format("binaryFile").load(uri).select(peer_udf(name, seed)("content"))
     else:
         reader = "binaryFile" if method == "ours-binary" else "image"
-        df = spark.read.format(reader).load(paths)
+        df = spark.read.format(reader).load(uri)
         df = df.withColumnRenamed("content", "image") if reader == "binaryFile" else df
         df = DeepImageFeaturizer(modelName=name, weights=None, seed=seed, batchSize=batch) \
             .transform(df).select("features")
@@ -95,30 +99,44 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Spark setting, e.g. spark.sql.files.openCostInBytes=1m")
     args = p.parse_args()
 
-    files = sorted(f for f in args.data.rglob("*") if f.suffix.lower() in (".jpeg", ".jpg", ".png"))
-    files = files[:: max(len(files) // args.n, 1)][: args.n]  # spread over classes and sizes
-    warm = files[: 2 * args.batch_size]
-    paths = [f"file://{f.resolve()}" for f in files]
+    found = sorted(f for f in args.data.rglob("*") if f.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    found = found[:: max(len(found) // args.n, 1)][: args.n]  # spread over classes and sizes
+    # One folder of copies (as the jobs read a class folder; a list of 512 paths would add a
+    # listing job of its own), and a smaller one to warm the workers.
+    tmp = Path(tempfile.mkdtemp(prefix="bench-featurize-"))
+    for folder, chosen in (("films", found), ("warm", found[: 2 * args.batch_size])):
+        (tmp / folder).mkdir()
+        for i, f in enumerate(chosen):
+            shutil.copyfile(f, tmp / folder / f"{i:05d}{f.suffix.lower()}")
+    files = sorted((tmp / "films").iterdir())
+    # As spark-submit --conf would pass them: they win over the jobs' defaults.
+    confs = ["spark.ui.showConsoleProgress=false", *args.conf]
+    os.environ["PYSPARK_SUBMIT_ARGS"] = " ".join(f"--conf {c}" for c in confs) + " pyspark-shell"
     spark = get_session("bench-featurize", args.master)
     methods = ["keras", "ours-binary", "ours-image", "peer"]
     for m in methods[1:]:  # build each worker's model once, as a long job would have
-        spark_run(spark, m, [f"file://{f.resolve()}" for f in warm], args.model, args.seed, args.batch_size)
+        spark_run(spark, m, tmp / "warm", args.model, args.seed, args.batch_size)
     best: dict[str, float] = {}
     for r in range(args.rounds):
         for m in methods:
             secs = (plain_keras(files, args.model, args.seed, args.batch_size) if m == "keras"
-                    else spark_run(spark, m, paths, args.model, args.seed, args.batch_size))
+                    else spark_run(spark, m, tmp / "films", args.model, args.seed, args.batch_size))
             best[m] = max(best.get(m, 0.0), len(files) / secs)
             print(f"round {r + 1} {m:12s} {len(files) / secs:7.2f} images/s", flush=True)
-    print(f"\n{len(files)} images, {args.model}, {args.master}, cpus={os.cpu_count()}")
+    print(f"\n{len(files)} images, {args.model}, {args.master}, cpus={os.cpu_count()}, "
+          f"{spark.read.format('binaryFile').load(f'file://{tmp}/films').rdd.getNumPartitions()} "
+          f"file partitions, conf {args.conf or 'as the jobs run'}")
     for m in methods:
         print(f"  {m:12s} {best[m]:7.2f} images/s  {best[m] / best['keras']:.2f}x keras")
     for ours in ("ours-binary", "ours-image"):
         print(f"{ours} / keras = {best[ours] / best['keras']:.2f} (goal >= 0.95); "
               f"{ours} / peer = {best[ours] / best['peer']:.2f} (goal > 1)")
     spark.stop()
+    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
