@@ -77,8 +77,9 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
         threshold = threshold_for_sensitivity(val["label"], val["score"], cfg.target_sensitivity)
         lr_model.setThreshold(threshold)
         val_metrics = binary_metrics(val["label"], val["score"], threshold)
-    log.info("threshold %.4f on %d validation films: sensitivity %.3f, specificity %s", threshold,
-             len(val), val_metrics["sensitivity"], val_metrics["specificity"])
+    sens, spec = (val_metrics[k] for k in ("sensitivity", "specificity"))  # None: class absent
+    log.info("threshold %.4f on %d validation films: sensitivity %s, specificity %s", threshold,
+             len(val), *("n/a" if v is None else f"{v:.3f}" for v in (sens, spec)))
 
     summary = {
         "config": asdict(cfg),
