@@ -102,7 +102,8 @@ def _finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, 
     return process.returncode, out, err
 
 
-def test_datanode_killed_mid_ingest_then_a_rerun_matches_a_fault_free_run(private, tree):
+def test_datanode_killed_mid_ingest_then_a_rerun_matches_a_fault_free_run(private, tree,
+                                                                          record_property):
     code, _, err = _finish(private.ingest(tree, "/clean"))
     assert code == 0, err[-3000:]
 
@@ -118,6 +119,7 @@ def test_datanode_killed_mid_ingest_then_a_rerun_matches_a_fault_free_run(privat
         time.sleep(0.05)
     private.kill("datanode")
     code, _, err = _finish(faulty)
+    record_property("faulty_ingest", f"exit {code}: {err.strip().splitlines()[-1:]}")
     # Fails cleanly (one line, nothing uploaded is half-there under its name) or completes.
     assert code in (0, 1), err[-3000:]
     assert "Traceback" not in err
@@ -136,7 +138,8 @@ def test_datanode_killed_mid_ingest_then_a_rerun_matches_a_fault_free_run(privat
     assert len(names) == FILES + 2 and not [n for n in names if n.startswith(".")]
 
 
-def test_namenode_in_safe_mode_fails_fast_naming_the_output(spark, private, tmp_path):
+def test_namenode_in_safe_mode_fails_fast_naming_the_output(spark, private, tmp_path,
+                                                            record_property):
     """HDFS in safe mode reads but refuses writes: the job must say so before featurizing."""
     model = private.uri("/models/m")
     private.dfsadmin("-safemode", "enter")
@@ -147,12 +150,13 @@ def test_namenode_in_safe_mode_fails_fast_naming_the_output(spark, private, tmp_
         elapsed = time.monotonic() - started
     finally:
         private.dfsadmin("-safemode", "leave")
-    assert_one_error_line(code, err, f"cannot write {model}", "SafeModeException",
-                          "safe mode")
+    line = assert_one_error_line(code, err, f"cannot write {model}", "SafeModeException",
+                                 "safe mode")
+    record_property("outcome", f"{elapsed:.1f} s: {line[:160]}")
     assert "featurize" not in logs and elapsed < 30, elapsed
 
 
-def test_namenode_down_fails_fast_naming_the_uri(spark, private, tmp_path):
+def test_namenode_down_fails_fast_naming_the_uri(spark, private, tmp_path, record_property):
     data = private.uri("/clean")
     private.kill("namenode")
     started = time.monotonic()
@@ -161,9 +165,13 @@ def test_namenode_down_fails_fast_naming_the_uri(spark, private, tmp_path):
     line = assert_one_error_line(code, err, data)
     # This process was connected when the NameNode died (EOF); a new one is refused.
     assert "Connection refused" in line or "EOFException" in line, line
-    assert time.monotonic() - started < 30
+    elapsed = time.monotonic() - started
+    record_property("in_process", f"{elapsed:.1f} s: {line[:160]}")
+    assert elapsed < 30
     started = time.monotonic()  # the same through spark-submit, JVM start included
-    assert_one_error_line(*submit("train", "--data", data, "--model-out",
-                                  str(tmp_path / "model"), "--weights", "none"),
-                          data, "Connection refused")
-    assert time.monotonic() - started < 60
+    line = assert_one_error_line(*submit("train", "--data", data, "--model-out",
+                                         str(tmp_path / "model"), "--weights", "none"),
+                                 data, "Connection refused")
+    elapsed = time.monotonic() - started
+    record_property("spark_submit", f"{elapsed:.1f} s: {line[:160]}")
+    assert elapsed < 60

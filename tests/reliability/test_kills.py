@@ -102,7 +102,7 @@ def test_evaluate_killed_keeps_the_previous_report(runs):
 
 
 @pytest.mark.parametrize("step", ["featurize train", "save model"])
-def test_train_stopped_by_sigterm_tidies_up_and_says_so(runs, step):
+def test_train_stopped_by_sigterm_tidies_up_and_says_so(runs, step, record_property):
     """SIGTERM (what schedulers and ``kill`` send first) to a driver started as plain
     ``python``: it removes its half-written model itself and exits 143 with one line."""
     final = runs / "victim/model"
@@ -117,7 +117,9 @@ def test_train_stopped_by_sigterm_tidies_up_and_says_so(runs, step):
     else:
         time.sleep(2)
     os.kill(job.process.pid, signal.SIGTERM)
+    signalled = time.monotonic()
     assert job.wait(120) == 143, job.output[-3000:]
+    record_property("exit_after_signal_s", round(time.monotonic() - signalled, 1))
     errors = [line for line in job.output.splitlines() if line.startswith("error:")]
     assert errors == ["error: stopped by SIGTERM; outputs under their final names are unchanged"], \
         job.output[-3000:]
@@ -171,7 +173,8 @@ def _kill_a_busy_worker(job: Running, timeout: float = 240) -> int:
     raise AssertionError(f"no busy Python worker found:\n{job.output[-3000:]}")
 
 
-def test_worker_killed_mid_featurization_is_retried_with_the_same_result(spark, runs):
+def test_worker_killed_mid_featurization_is_retried_with_the_same_result(spark, runs,
+                                                                         record_property):
     """local[2,4]: up to 4 attempts per task, as spark.task.maxFailures gives on YARN. Also the
     next run after the kills above: it tidies their leftovers."""
     final = runs / "victim/model"
@@ -180,6 +183,7 @@ def test_worker_killed_mid_featurization_is_retried_with_the_same_result(spark, 
     _kill_a_busy_worker(job)
     assert job.wait() == 0, job.output[-3000:]
     assert "Lost task" in job.output  # the kill failed a task, which was retried
+    record_property("lost_tasks", job.output.count("Lost task"))
 
     got = json.loads((final / "training_summary.json").read_text())
     want = json.loads((runs / "baseline/model/training_summary.json").read_text())
