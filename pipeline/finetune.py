@@ -131,7 +131,7 @@ def _scan(spark: SparkSession, cfg: FinetuneConfig) -> Listing:
     return listing
 
 
-def split_counts(listing: Listing, is_val: pd.Series) -> dict:
+def checked_split_counts(listing: Listing, is_val: pd.Series) -> dict:
     """Films, patients and classes of the fit and validation parts; both need both classes."""
     train = listing.images["split"] == "train"
     counts = split_counts(listing.images[train].assign(is_val=is_val[train]))
@@ -200,7 +200,7 @@ def finetune(spark: SparkSession, cfg: FinetuneConfig) -> dict:
     with step(spark, "scan", timings):
         listing = _scan(spark, cfg)
         is_val = validation_flags(listing, cfg)
-        counts = split_counts(listing, is_val)
+        counts = checked_split_counts(listing, is_val)
     with atomic_output(spark, cfg.out) as tmp:
         cache_uri = f"{tmp}/pixel-cache"
         with step(spark, "decode and cache pixels", timings):
