@@ -27,4 +27,6 @@ def spark():
 
 # The native cluster (HDFS + YARN + History Server) for every test marked `cluster`: started
 # on first use by the same code as `make cluster-up`, reused when already running.
-from tests.cluster_fixtures import cli, cluster, make_isolated_env, spark_env  # noqa: E402,F401
+from tests.cluster_fixtures import cli, cluster, make_isolated_env, spark_env  # noqa: E402
+
+__all__ = ["cli", "cluster", "make_isolated_env", "spark_env"]  # fixtures, used by name

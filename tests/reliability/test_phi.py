@@ -16,7 +16,6 @@ import posixpath
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
