@@ -21,13 +21,10 @@ from PIL import Image
 from jobs import evaluate as evaluate_job
 from jobs import train as train_job
 from pipeline.config import HDFS_USER, MANIFEST_NAME, WEBHDFS_URL
-from pipeline.dataset import read_images, scan_tree
-from pipeline.features import featurize
-from pipeline.featurizer import DeepImageFeaturizer
 from pipeline.manifest import from_csv
 from tests.cli import run_cli
-from tests.reliability.runner import run_in_process, scan_modes
-from tests.trees import image_bytes, write
+from tests.reliability.runner import run_in_process, scan_modes, submit
+from tests.trees import image_bytes, valid_tree, write
 
 pytestmark = pytest.mark.slow
 
@@ -200,21 +197,22 @@ def test_outputs_are_readable_by_owner_and_group_only(runs):
         assert {mode for kind, mode in modes.values() if kind == "file"} == {0o640}
 
 
-def test_image_reader_applies_the_limit_after_the_jvm_decodes(spark, tmp_path):
+def test_image_reader_applies_the_limit_after_the_jvm_decodes(tmp_path):
     """Documented behaviour (README, Readers): Spark's image source decodes in the JVM, so an
     over-limit film costs its full size in executor memory before our limit refuses it. This
-    one (65 Mpx, gray: 65 MB) fits; a 12000x12000 RGB film would not fit a 1 GB executor."""
-    root = tmp_path / "chest_xray"
-    write(root / "train/NORMAL/IM-0001-0001.jpeg", _film(1))
-    write(root / "train/PNEUMONIA/person1_virus_1.jpeg", _film(2))
+    one (65 Mpx, gray: 65 MB) fits a 1 GB heap; a 12000x12000 RGB film would not. Its own
+    spark-submit: a heap filled by earlier tests would make the shared session's JVM the victim."""
+    root = valid_tree(tmp_path / "chest_xray", per_class=4, splits=("train",))
     Image.new("L", (8100, 8000), 90).save(root / "train/PNEUMONIA/big.jpeg", quality=50)
-    listing = scan_tree(spark, str(root), ("train",))
-    done = featurize(spark, DeepImageFeaturizer(weights="none"),
-                     read_images(spark, listing, "image"), "featurize train", {})
-    assert _by_name(done.skipped, root) == {
+    out = tmp_path / "model"
+    code, output = submit("train", "--data", str(root), "--model-out", str(out),
+                          "--weights", "none", "--reader", "image")
+    assert code == 0, output[-3000:]
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert _by_name(summary["images"]["skipped"], root) == {
         "train/PNEUMONIA/big.jpeg": "8100x8000 = 64,800,000 pixels exceeds the limit of "
                                     "64,000,000 (XRAY_MAX_IMAGE_PIXELS)"}
-    assert done.frame.count() == 2
+    assert summary["images"]["featurized"] == 8
 
 
 @pytest.mark.cluster
