@@ -19,7 +19,7 @@ from pipeline.classifier import pneumonia_score
 from pipeline.dataset import read_images, scan_tree
 from pipeline.features import featurize
 from pipeline.featurizer import DeepImageFeaturizer
-from pipeline.metrics import binary_metrics, roc_curve
+from pipeline.metrics import binary_metrics, headline, roc_curve
 from pipeline.report import SCHEMA, write_metrics_report
 from pipeline.session import step
 from pipeline.split import validation_mask
@@ -118,6 +118,5 @@ def evaluate(spark: SparkSession, cfg: EvalConfig) -> dict:
         with atomic_output(spark, cfg.out) as tmp:
             HadoopFS(spark, tmp).put_dir(out_dir, tmp)
     m = doc["metrics"]
-    log.info("%s on %d films: sensitivity %s specificity %s ROC AUC %s -> %s", cfg.split,
-             m["counts"]["total"], m["sensitivity"], m["specificity"], m["roc_auc"], cfg.out)
+    log.info("%s on %d films: %s -> %s", cfg.split, m["counts"]["total"], headline(m), cfg.out)
     return doc

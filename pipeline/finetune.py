@@ -34,7 +34,7 @@ from pipeline.barrier import GPU_MODES, run_single_task
 from pipeline.dataset import DatasetError, Listing, scan_tree
 from pipeline.finetune_models import MIN_IMAGE_SIZE
 from pipeline.finetune_train import MODEL_FILE, TrainPlan, training_task
-from pipeline.metrics import binary_metrics, roc_curve, threshold_for_sensitivity
+from pipeline.metrics import binary_metrics, headline, roc_curve, threshold_for_sensitivity
 from pipeline.models import IMAGENET, NO_WEIGHTS
 from pipeline.pixel_cache import training_rows, write_pixel_cache
 from pipeline.report import SCHEMA, write_metrics_report
@@ -211,9 +211,8 @@ def finetune(spark: SparkSession, cfg: FinetuneConfig) -> dict:
         fs.delete(cache_uri)
         with step(spark, "choose threshold and score", timings):
             threshold, val_metrics, metrics = evaluate_scores(result, cfg.split, cfg.target_sensitivity)
-        log.info("threshold %.4f on %d validation films: sensitivity %.3f, specificity %s",
-                 threshold, val_metrics["counts"]["total"], val_metrics["sensitivity"],
-                 val_metrics["specificity"])
+        log.info("threshold %.4f on %d validation films: %s", threshold,
+                 val_metrics["counts"]["total"], headline(val_metrics, ("sensitivity", "specificity")))
         timings["total"] = round(time.monotonic() - started, 3)
         doc = _document(spark, cfg, listing, counts, cache.skipped, result, timings,
                         threshold, val_metrics, metrics)
@@ -222,9 +221,8 @@ def finetune(spark: SparkSession, cfg: FinetuneConfig) -> dict:
             for path in sorted(Path(local).iterdir()):
                 fs.write_bytes(f"{tmp}/{path.name}", path.read_bytes())
     m = doc["metrics"]
-    log.info("%s on %d %s films: accuracy %.3f sensitivity %.3f specificity %s ROC AUC %s -> %s",
-             doc["method"], m["counts"]["total"], cfg.split, m["accuracy"], m["sensitivity"],
-             m["specificity"], m["roc_auc"], cfg.out)
+    log.info("%s on %d %s films: %s -> %s", doc["method"], m["counts"]["total"], cfg.split,
+             headline(m, ("accuracy", "sensitivity", "specificity", "roc_auc")), cfg.out)
     return doc
 
 

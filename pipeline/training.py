@@ -21,7 +21,7 @@ from pipeline.classifier import make_classifier, pneumonia_score, with_class_wei
 from pipeline.dataset import read_images, scan_tree
 from pipeline.features import cached_featurize
 from pipeline.featurizer import DeepImageFeaturizer
-from pipeline.metrics import binary_metrics, threshold_for_sensitivity
+from pipeline.metrics import binary_metrics, headline, threshold_for_sensitivity
 from pipeline.session import step
 from pipeline.split import validation_mask
 from pipeline.storage import HadoopFS, atomic_output, prepare_output
@@ -77,9 +77,8 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
         threshold = threshold_for_sensitivity(val["label"], val["score"], cfg.target_sensitivity)
         lr_model.setThreshold(threshold)
         val_metrics = binary_metrics(val["label"], val["score"], threshold)
-    sens, spec = (val_metrics[k] for k in ("sensitivity", "specificity"))  # None: class absent
-    log.info("threshold %.4f on %d validation films: sensitivity %s, specificity %s", threshold,
-             len(val), *("n/a" if v is None else f"{v:.3f}" for v in (sens, spec)))
+    log.info("threshold %.4f on %d validation films: %s", threshold, len(val),
+             headline(val_metrics, ("sensitivity", "specificity")))
 
     summary = {
         "config": asdict(cfg),

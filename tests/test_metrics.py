@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.metrics import (binary_metrics, pr_auc, roc_auc, threshold_for_sensitivity,
+from pipeline.metrics import (binary_metrics, headline, pr_auc, roc_auc, threshold_for_sensitivity,
                               wilson_interval)
 
 # 10 films: labels and scores chosen so every cell is easy to count by hand.
@@ -76,3 +76,8 @@ def test_wilson_interval_by_hand():
     lo, hi = wilson_interval(10, 10)
     assert hi == pytest.approx(1.0) and 0.65 < lo < 0.75  # 10/10 is not proof of 100%
     assert wilson_interval(0, 0) is None
+
+
+def test_headline_rounds_and_says_na_for_an_undefined_metric():
+    m = {"sensitivity": 0.96296, "specificity": None, "roc_auc": 0.5}
+    assert headline(m) == "sensitivity 0.963, specificity n/a, roc_auc 0.500"
