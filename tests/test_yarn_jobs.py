@@ -4,6 +4,9 @@ History Server."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +20,7 @@ from hdfs import InsecureClient
 from pipeline import config
 from pipeline.cluster.health import url
 from pipeline.sample_data import write_tree
+from tests.reliability.runner import Running
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -58,18 +62,25 @@ def hdfs_tree(cluster, tmp_path_factory):
     client.delete(base, recursive=True)
 
 
-def test_train_and_evaluate_on_yarn(spark_env, hdfs_tree):
+@pytest.fixture(scope="module")
+def trained(spark_env, hdfs_tree) -> dict:
+    """train on YARN, fault-free: the model the tests below read and compare against."""
+    uri, client, base = hdfs_tree
+    _submit(dict(spark_env, TF_CPP_MIN_LOG_LEVEL="2"), "jobs/train.py", "--data",
+            f"{uri}/chest_xray", "--model-out", f"{uri}/model", "--weights", "none")
+    with client.read(f"{base}/model/training_summary.json") as reader:
+        return json.load(reader)
+
+
+def test_train_and_evaluate_on_yarn(spark_env, hdfs_tree, trained):
     uri, client, base = hdfs_tree
     env = dict(spark_env, TF_CPP_MIN_LOG_LEVEL="2")
-    _submit(env, "jobs/train.py", "--data", f"{uri}/chest_xray", "--model-out", f"{uri}/model",
-            "--weights", "none")
     _submit(env, "jobs/evaluate.py", "--data", f"{uri}/chest_xray", "--model", f"{uri}/model",
             "--out", f"{uri}/report")
 
     with client.read(f"{base}/report/metrics.json") as reader:
         doc = json.load(reader)
-    with client.read(f"{base}/model/training_summary.json") as reader:
-        summary = json.load(reader)
+    summary = trained
     assert doc["spark"]["master"] == summary["spark"]["master"] == "yarn"
     assert doc["data"].startswith("hdfs://") and doc["split"] == "test"
     assert doc["metrics"]["counts"]["total"] == len(client.list(f"{base}/chest_xray/test/NORMAL")) \
@@ -86,3 +97,51 @@ def test_train_and_evaluate_on_yarn(spark_env, hdfs_tree):
         assert app["name"] == f"xray-{job}"
         described = {j.get("description") for j in _history(f"/applications/{app_id}/jobs")}
         assert steps[job] <= described, (job, described)
+
+
+def _executors_of(app_id: str) -> list[int]:
+    """PIDs of this application's executor JVMs (YARN containers on this machine)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"org.apache.spark.executor.YarnCoarseGrainedExecutorBackend" in cmdline and \
+                    app_id.encode() in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.fault
+def test_executor_killed_mid_featurization_on_yarn(spark_env, hdfs_tree, trained,
+                                                   record_property):
+    """A node's executor dies (SIGKILL to its JVM, Python workers with it) while featurizing:
+    YARN gives Spark a new container, the lost tasks run again, and the model is the same."""
+    uri, client, base = hdfs_tree
+    job = Running([str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn",
+                   "jobs/train.py", "--data", f"{uri}/chest_xray", "--model-out",
+                   f"{uri}/model-after-kill", "--weights", "none"],
+                  dict(spark_env, TF_CPP_MIN_LOG_LEVEL="2"))
+    job.wait_for("step 'featurize train' started", timeout=600)
+    app_id = re.search(r"application_\d+_\d+", job.output).group(0)
+    time.sleep(3)  # into the tasks
+    victims = _executors_of(app_id)
+    assert victims, f"no executor JVM of {app_id} found"
+    os.kill(victims[0], signal.SIGKILL)
+    assert job.wait(900) == 0, job.output[-3000:]
+    assert "Lost executor" in job.output, job.output[-3000:]  # the driver saw it die
+    record_property("lost_tasks", job.output.count("Lost task"))
+    record_property("killed", f"executor JVM {victims[0]} of {app_id} "
+                              f"({len(victims)} running)")
+    with client.read(f"{base}/model-after-kill/training_summary.json") as reader:
+        got = json.load(reader)
+    for key in ("images", "split", "class_weights", "threshold", "validation_metrics"):
+        assert got[key] == trained[key], key
+    _completed_app(app_id)
+    executors = [e for e in _history(f"/applications/{app_id}/allexecutors") if e["id"] != "driver"]
+    reasons = [e.get("removeReason", "") for e in executors if e.get("removeReason")]
+    record_property("executors", f"{len(executors)} used; removed: {reasons}")
+    # spark.executor.instances is 2: a third one is the replacement YARN gave for the dead one
+    assert len(executors) >= 3, executors
