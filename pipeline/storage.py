@@ -173,11 +173,15 @@ def _sibling(fs: HadoopFS, uri: str, tag: str) -> str:
     return f"{fs.parent(uri).rstrip('/')}/.{_name(uri)}.{tag}-{uuid.uuid4().hex[:8]}"
 
 
-def _leftovers(fs: HadoopFS, final_uri: str, tag: str) -> list[FileEntry]:
-    """Hidden ``tag`` siblings of ``final_uri`` from earlier runs, oldest first."""
-    prefix = f".{_name(final_uri)}.{tag}-"
-    return sorted((e for e in fs.list_dir(fs.parent(final_uri))
-                   if _name(e.path).startswith(prefix)), key=lambda e: e.modified)
+def _leftovers(fs: HadoopFS, final_uri: str) -> dict[str, list[FileEntry]]:
+    """Hidden siblings of ``final_uri`` from earlier runs by tag, oldest first; one listing."""
+    prefix = f".{_name(final_uri)}."
+    found: dict[str, list[FileEntry]] = {TMP: [], OLD: [], PROBE: []}
+    for entry in sorted(fs.list_dir(fs.parent(final_uri)), key=lambda e: e.modified):
+        tag = _name(entry.path).removeprefix(prefix).partition("-")[0]
+        if _name(entry.path).startswith(prefix) and tag in found:
+            found[tag].append(entry)
+    return found
 
 
 def prepare_output(spark: SparkSession, final_uri: str) -> None:
@@ -194,12 +198,13 @@ def prepare_output(spark: SparkSession, final_uri: str) -> None:
     try:
         fs = HadoopFS(spark, final_uri)
         _ensure_parent(fs, final_uri)
-        backups = _leftovers(fs, final_uri, OLD)
+        leftovers = _leftovers(fs, final_uri)
+        backups = leftovers[OLD]
         if backups and not fs.exists(final_uri):
             newest = backups.pop()
             fs.rename(newest.path, final_uri)
             log.warning("restored %s from %s, left by an interrupted run", final_uri, newest.path)
-        for entry in backups + _leftovers(fs, final_uri, TMP) + _leftovers(fs, final_uri, PROBE):
+        for entry in backups + leftovers[TMP] + leftovers[PROBE]:
             fs.delete(entry.path)
             log.info("removed %s, left by an interrupted run", entry.path)
         probe = _sibling(fs, final_uri, PROBE)
