@@ -98,8 +98,9 @@ NODEMANAGER_VCORES = int(_env("NODEMANAGER_VCORES", "4"))
 CLUSTER_START_TIMEOUT_S = float(_env("CLUSTER_START_TIMEOUT_S", "180"))
 
 # --- HDFS ingest ----------------------------------------------------------------------------
-#: WebHDFS endpoint of the NameNode, used for ``hdfs:///path`` destinations (no host).
-WEBHDFS_URL = _env("WEBHDFS_URL", "http://localhost:9870")
+#: WebHDFS endpoint of the NameNode, used for ``hdfs:///path`` destinations (no host): by
+#: default the cluster's own NameNode HTTP port, so XRAY_PORT_NAMENODE_HTTP moves both.
+WEBHDFS_URL = _env("WEBHDFS_URL", f"http://{CLUSTER_HOST}:{CLUSTER_PORTS['namenode_http']}")
 #: The user WebHDFS acts as (security off: it is just a name). Hadoop's own variable is honoured.
 HDFS_USER = _env("HDFS_USER", os.environ.get("HADOOP_USER_NAME", "") or getpass.getuser())
 #: Parallel uploads. Small files make WebHDFS latency-bound (three round trips a file, and

@@ -13,6 +13,7 @@ from hdfs import HdfsError, InsecureClient
 from requests.adapters import HTTPAdapter
 
 from pipeline.config import (
+    CLUSTER_PORTS,
     HDFS_CONNECT_TIMEOUT_S,
     HDFS_READ_TIMEOUT_S,
     HDFS_USER,
@@ -80,7 +81,7 @@ def parse_destination(uri: str, webhdfs_url: str = WEBHDFS_URL) -> Destination:
         return Destination(uri, f"http://{parts.hostname}:{port}", path)
     if not parts.hostname:
         return Destination(uri, webhdfs_url.rstrip("/"), path)
-    url = f"http://{parts.hostname}:{urlsplit(webhdfs_url).port or 9870}"
+    url = f"http://{parts.hostname}:{urlsplit(webhdfs_url).port or CLUSTER_PORTS['namenode_http']}"
     return Destination(uri, url, path, (parts.hostname, port) if port else None)
 
 

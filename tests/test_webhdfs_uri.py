@@ -1,8 +1,13 @@
 """Destination URIs: what is accepted, where it points, and what is refused as malformed."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from pipeline import config
 from pipeline.webhdfs import DestinationError, parse_destination
 
 
@@ -55,3 +60,12 @@ def test_malformed(uri: str, problem: str) -> None:
         parse_destination(uri)
     assert problem in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_default_webhdfs_url_follows_the_clusters_namenode_port():
+    """One place of configuration: moving the NameNode's HTTP port moves ingest's endpoint."""
+    env = {**os.environ, "XRAY_PORT_NAMENODE_HTTP": "19870"}
+    env.pop("XRAY_WEBHDFS_URL", None)
+    done = subprocess.run([sys.executable, "-c", "from pipeline import config; print(config.WEBHDFS_URL)"],
+                          env=env, cwd=config.REPO_ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "http://localhost:19870"
