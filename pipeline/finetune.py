@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import dataclasses
 import logging
 import os
 import tempfile
@@ -116,7 +117,7 @@ def sample_listing(listing: Listing, max_images: int | None, seed: int) -> Listi
              for _, g in listing.images.groupby("split", sort=True)]
     images = pd.concat(parts).sort_values("path").reset_index(drop=True)
     log.info("--max-images %d: using %d of %d films", max_images, len(images), len(listing.images))
-    return Listing(listing.root, images, listing.skipped)
+    return dataclasses.replace(listing, images=images)  # skipped files and warnings kept
 
 
 def _scan(spark: SparkSession, cfg: FinetuneConfig) -> Listing:

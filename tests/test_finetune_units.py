@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyspark import SparkConf
 
 from pipeline.barrier import gpu_profile, wants_gpu
-from pipeline.finetune import evaluate_scores
+from pipeline.dataset import Listing
+from pipeline.finetune import evaluate_scores, sample_listing
 from pipeline.finetune_fit import class_weights
 from pipeline.metrics import threshold_for_sensitivity
 
@@ -59,3 +61,13 @@ def test_gpu_request_follows_what_the_cluster_offers(spark):
     offered.set("spark.dynamicAllocation.enabled", "true")
     executor = gpu_profile(offered).executorResources
     assert executor["gpu"].amount == 1 and executor["gpu"].discoveryScript.endswith("gpu-discovery.sh")
+
+
+def test_sampling_a_listing_keeps_its_skipped_files_and_warnings():
+    images = pd.DataFrame({"path": [f"p{i}" for i in range(6)], "split": ["train"] * 6,
+                           "label": [0.0, 1.0] * 3, "patient_id": [f"x{i}" for i in range(6)]})
+    listing = Listing("file:/t", images, [("file:/t/a", "hidden file")],
+                      ["file:/t/test/NORMAL: class folder missing"])
+    sampled = sample_listing(listing, 4, seed=1)
+    assert len(sampled.images) == 4
+    assert sampled.skipped == listing.skipped and sampled.warnings == listing.warnings
