@@ -103,8 +103,9 @@ class HadoopFS:
         with _about(uri):
             return [self._entry(s) for s in self._fs.listStatus(self._path(uri))]
 
-    def list_files(self, root: str) -> list[FileEntry]:
-        """Every file below ``root`` (recursive, hidden ones included: callers decide).
+    def list_files(self, root: str, prune: frozenset[str] = frozenset()) -> list[FileEntry]:
+        """Every file below ``root`` (recursive, hidden ones included: callers decide), except
+        below the folders in ``prune`` (qualified paths, as this returns them).
 
         Symbolic links are listed with ``link`` set and never followed: Hadoop's local file
         system follows them, out of the tree and around loops (HDFS has none by default).
@@ -116,7 +117,8 @@ class HadoopFS:
                 if self._local and os.path.islink(local_path(entry.path)):
                     out.append(FileEntry(entry.path, 0, link=True))
                 elif entry.is_dir:
-                    folders.append(entry.path)
+                    if entry.path not in prune:
+                        folders.append(entry.path)
                 else:
                     out.append(entry)
         return out
