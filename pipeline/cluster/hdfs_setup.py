@@ -21,6 +21,7 @@ from hdfs import InsecureClient
 
 from pipeline import config
 from pipeline.cluster import conf, health
+from pipeline.webhdfs import rename_replacing
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,7 @@ def ensure_spark_archive(hdfs: InsecureClient) -> bool:
     start = time.monotonic()
     tmp = f"{hdfs_path}.{os.getpid()}.uploading"
     hdfs.upload(tmp, str(local), overwrite=True, permission="644")
-    if present is not None:
-        hdfs.delete(hdfs_path)
-    hdfs.rename(tmp, hdfs_path)
+    rename_replacing(hdfs, tmp, hdfs_path)  # never a moment without an archive to localize
     seconds = time.monotonic() - start
     log.info("uploaded spark.yarn.archive to %s: %.0f MB in %.1f s (%.0f MB/s)", hdfs_path,
              size / 1e6, seconds, size / 1e6 / max(seconds, 1e-3))
