@@ -8,11 +8,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from pathlib import Path
 
 from hdfs import HdfsError
-from PIL import Image
 
 from pipeline.config import HDFS_USER, INGEST_THREADS, SPLITS, WEBHDFS_URL
 from pipeline.hdfs_checksum import UnsupportedChecksum
@@ -64,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     # HdfsCLI logs every request at INFO; that is noise unless asked for.
     logging.getLogger("hdfs").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    # Ingest's own pixel limit (config.MAX_IMAGE_PIXELS) is checked on every header.
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     bar = ProgressBar() if show_progress else None
     try:
