@@ -5,9 +5,11 @@ wins, because ``SparkSession.builder`` only fills what is not already set.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -114,6 +116,8 @@ def ship_package(spark: SparkSession) -> None:
             if path.is_file() and "__pycache__" not in path.parts:
                 zf.write(path, path.relative_to(package.parent))
     spark.sparkContext.addPyFile(str(archive))
+    # Executors fetch it from the driver lazily: it must outlive the job, not the process.
+    atexit.register(shutil.rmtree, archive.parent, True)
     log.info("shipped %s (%d KB) to the executors", archive.name, archive.stat().st_size // 1024)
 
 
