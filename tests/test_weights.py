@@ -39,20 +39,29 @@ def _features(df) -> np.ndarray:
     return np.stack([r.features.toArray() for r in df.orderBy("path").select("features").collect()])
 
 
-@pytest.mark.parametrize("fname", ["vgg16_notop.weights.h5", "vgg16_notop.keras",
-                                   "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"])
-def test_weights_file_is_shipped_and_used(spark, images, trained_backbone, fname):
+@pytest.fixture(scope="module")
+def references(images, trained_backbone) -> tuple[np.ndarray, np.ndarray]:
+    """What every weights file must give (plain Keras with the trained model), and what the
+    seed alone gives: computed once for all the file layouts."""
     import keras
 
-    model, root = trained_backbone
-    uri = f"file://{root / fname}"
-    got = _features(DeepImageFeaturizer(modelName="VGG16", weights=uri).transform(images))
+    model, _ = trained_backbone
     x = np.stack([keras.utils.img_to_array(keras.utils.load_img(
         p[len("file:"):], target_size=(224, 224), interpolation="bilinear"))
         for p in sorted(r.path for r in images.select("path").collect())])
     want = model.predict(keras.applications.vgg16.preprocess_input(x), verbose=0)
-    assert np.allclose(got, want, rtol=1e-4, atol=1e-4)
     seeded = _features(DeepImageFeaturizer(modelName="VGG16", weights=None, seed=123).transform(images))
+    return want, seeded
+
+
+@pytest.mark.parametrize("fname", ["vgg16_notop.weights.h5", "vgg16_notop.keras",
+                                   "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"])
+def test_weights_file_is_shipped_and_used(spark, images, trained_backbone, references, fname):
+    _, root = trained_backbone
+    want, seeded = references
+    got = _features(DeepImageFeaturizer(modelName="VGG16", weights=f"file://{root / fname}")
+                    .transform(images))
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-4)
     assert not np.allclose(got, seeded, atol=1e-3)  # the file's weights, not the seed's
 
 
