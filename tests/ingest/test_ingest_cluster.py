@@ -170,12 +170,9 @@ def test_same_size_change_is_detected(tmp_path: Path, hdfs: InsecureClient,
     data[len(data) // 2] ^= 0x01
     changed.write_bytes(bytes(data))
     report = run(tree, hdfs_dir)
-    if report.rejects:  # the flipped bit may have made the entropy-coded data invalid
-        assert [r.rel_path for r in report.rejects] == ["val/NORMAL/IM-0005-0001.jpeg"]
-        assert report.uploaded == 0
-    else:
-        assert (report.uploaded, report.skipped) == (1, 7)
-        assert read(hdfs, f"{hdfs_dir}/val/NORMAL/IM-0005-0001.jpeg") == bytes(data)
+    assert report.rejects == []  # this flip leaves a decodable JPEG (the test tree is seeded)
+    assert (report.uploaded, report.skipped) == (1, 7)
+    assert read(hdfs, f"{hdfs_dir}/val/NORMAL/IM-0005-0001.jpeg") == bytes(data)
 
 
 def test_replaced_hdfs_copy_of_the_same_size_is_uploaded_again(
