@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.dataset import DatasetError, read_images, scan_tree
-from tests.imagegen import write_image
+from tests.trees import write_image
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.featurizer import DeepImageFeaturizer
 from pipeline.models import REGISTRY, build_backbone, get_model
-from tests.imagegen import write_image
+from tests.trees import write_image
 
 SEED = 7
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pipeline.images import ImageError, check_pixel_limit, decode_bytes, struct_to_rgb
-from tests.imagegen import write_image
+from tests.trees import write_image
 
 
 def _bytes(tmp_path, name, *args, **kw) -> bytes:

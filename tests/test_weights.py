@@ -8,7 +8,7 @@ from keras.src.legacy.saving import legacy_h5_format
 
 from pipeline.featurizer import DeepImageFeaturizer
 from pipeline.models import build_backbone
-from tests.imagegen import write_image
+from tests.trees import write_image
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,13 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
+def write_image(path: Path, width: int, height: int, mode: str = "L", seed: int = 0,
+                fmt: str | None = None) -> Path:
+    """``image_bytes`` at ``path``, in the format its suffix names unless ``fmt`` says."""
+    fmt = fmt or Image.registered_extensions()[path.suffix.lower()]
+    return write(path, image_bytes(width, height, mode, fmt, seed))
+
+
 def valid_tree(root: Path, per_class: int = 2, splits: tuple[str, ...] = ("train", "val")) -> Path:
     """``root/<split>/<class>/`` with ``per_class`` distinct valid JPEGs named like the dataset."""
     seed = 0
