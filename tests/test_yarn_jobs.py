@@ -7,10 +7,7 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -18,25 +15,21 @@ import pytest
 from hdfs import InsecureClient
 
 from pipeline import config
-from pipeline.cluster.health import url
+from pipeline.cluster.health import get_json, url
 from pipeline.sample_data import write_tree
-from tests.reliability.runner import Running
+from tests.cli import run_cli
+from tests.reliability.runner import start, submit
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def _submit(spark_env: dict, *args: str) -> subprocess.CompletedProcess:
-    cmd = [str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn", *args]
-    done = subprocess.run(cmd, cwd=config.REPO_ROOT, env=spark_env, capture_output=True,
-                          text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+def _submit(spark_env: dict, job: str, *args: str) -> None:
+    code, output = submit(job, *args, master="yarn", env=spark_env, timeout=900)
+    assert code == 0, output[-3000:]
 
 
 def _history(path: str) -> list | dict:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url("history_http", f"/api/v1{path}"), timeout=10) as response:
-        return json.load(response)
+    return get_json(url("history_http", f"/api/v1{path}"), timeout=10)
 
 
 def _completed_app(app_id: str, timeout_s: float = 120) -> dict:
@@ -54,8 +47,7 @@ def hdfs_tree(cluster, tmp_path_factory):
     local = tmp_path_factory.mktemp("yarn") / "chest_xray"
     write_tree(local, scale=1, seed=11)
     base = f"/tmp/xray-yarn-tests/{uuid.uuid4().hex[:8]}"
-    done = subprocess.run([sys.executable, "jobs/ingest.py", str(local), f"hdfs://{base}/chest_xray"],
-                          cwd=config.REPO_ROOT, capture_output=True, text=True, timeout=600)
+    done = run_cli(str(local), f"hdfs://{base}/chest_xray", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     client = InsecureClient(config.WEBHDFS_URL, user=config.HDFS_USER)
     yield f"hdfs://{base}", client, base
@@ -66,7 +58,7 @@ def hdfs_tree(cluster, tmp_path_factory):
 def trained(spark_env, hdfs_tree) -> dict:
     """train on YARN, fault-free: the model the tests below read and compare against."""
     uri, client, base = hdfs_tree
-    _submit(dict(spark_env, TF_CPP_MIN_LOG_LEVEL="2"), "jobs/train.py", "--data",
+    _submit(dict(spark_env, TF_CPP_MIN_LOG_LEVEL="2"), "train", "--data",
             f"{uri}/chest_xray", "--model-out", f"{uri}/model", "--weights", "none")
     with client.read(f"{base}/model/training_summary.json") as reader:
         return json.load(reader)
@@ -75,7 +67,7 @@ def trained(spark_env, hdfs_tree) -> dict:
 def test_train_and_evaluate_on_yarn(spark_env, hdfs_tree, trained):
     uri, client, base = hdfs_tree
     env = dict(spark_env, TF_CPP_MIN_LOG_LEVEL="2")
-    _submit(env, "jobs/evaluate.py", "--data", f"{uri}/chest_xray", "--model", f"{uri}/model",
+    _submit(env, "evaluate", "--data", f"{uri}/chest_xray", "--model", f"{uri}/model",
             "--out", f"{uri}/report")
 
     with client.read(f"{base}/report/metrics.json") as reader:
@@ -120,10 +112,8 @@ def test_executor_killed_mid_featurization_on_yarn(spark_env, hdfs_tree, trained
     """A node's executor dies (SIGKILL to its JVM, Python workers with it) while featurizing:
     YARN gives Spark a new container, the lost tasks run again, and the model is the same."""
     uri, client, base = hdfs_tree
-    job = Running([str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn",
-                   "jobs/train.py", "--data", f"{uri}/chest_xray", "--model-out",
-                   f"{uri}/model-after-kill", "--weights", "none"],
-                  dict(spark_env, TF_CPP_MIN_LOG_LEVEL="2"))
+    job = start("train", "--data", f"{uri}/chest_xray", "--model-out", f"{uri}/model-after-kill",
+                "--weights", "none", master="yarn", env=dict(spark_env, TF_CPP_MIN_LOG_LEVEL="2"))
     job.wait_for("step 'featurize train' started", timeout=600)
     app_id = re.search(r"application_\d+_\d+", job.output).group(0)
     time.sleep(3)  # into the tasks
