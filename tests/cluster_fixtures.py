@@ -92,3 +92,11 @@ def spark_env(cluster) -> dict[str, str]:
     """Environment for spark-submit --master yarn against the shared cluster."""
     return dict(os.environ, **conf.spark_env(), PYSPARK_PYTHON=sys.executable,
                 PYSPARK_DRIVER_PYTHON=sys.executable)
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only its zombie left (a killed daemon nobody has reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True

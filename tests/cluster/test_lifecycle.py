@@ -12,6 +12,7 @@ import pytest
 from hdfs import InsecureClient
 
 from pipeline.cluster import native
+from tests.cluster_fixtures import process_gone
 
 pytestmark = pytest.mark.cluster
 
@@ -28,13 +29,6 @@ def test_second_up_is_a_no_op(cluster, cli):
 
 def _pids(state: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in (state / "run").glob("*.pid")}
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
-    except OSError:
-        return True
 
 
 @pytest.mark.fault
@@ -61,9 +55,9 @@ def test_up_recovers_after_sigkill_with_stale_pid_files(cli, make_isolated_env):
         for pid in killed.values():
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while not all(map(_gone, killed.values())) and time.monotonic() < deadline:
+        while not all(map(process_gone, killed.values())) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert all(map(_gone, killed.values()))
+        assert all(map(process_gone, killed.values()))
         assert _pids(state) == killed  # the pid files are stale now
 
         second = cli("up", env=env)

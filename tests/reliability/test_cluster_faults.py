@@ -23,7 +23,7 @@ from pipeline import config
 from pipeline.cluster import jars
 from pipeline.config import MANIFEST_NAME
 from tests.cli import COMMAND, ENV
-from tests.cluster_fixtures import isolated_env, run_cli
+from tests.cluster_fixtures import isolated_env, process_gone, run_cli
 from tests.reliability.runner import assert_one_error_line, run_in_process, submit
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.fault]
@@ -56,7 +56,8 @@ class Private:
         pid = int((self.state / "run" / f"{daemon}.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while not process_gone(pid):
+            assert time.monotonic() < deadline, f"{daemon} (pid {pid}) survived SIGKILL for 30 s"
             time.sleep(0.1)
 
     def up(self) -> None:
