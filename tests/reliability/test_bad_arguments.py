@@ -43,7 +43,7 @@ def _train(tree: Path, out: Path, *extra: str) -> list[str]:
     return ["--data", str(tree), "--model-out", str(out / "model"), "--weights", "none", *extra]
 
 
-def test_missing_data_uri(spark, tree, tmp_path):
+def test_missing_data_uri(spark, tmp_path):
     missing = tmp_path / "nowhere"
     code, err, _ = run_in_process(train_job, _train(missing, tmp_path))
     assert_one_error_line(code, err, f"data URI {missing} does not exist")

@@ -139,8 +139,7 @@ def test_datanode_killed_mid_ingest_then_a_rerun_matches_a_fault_free_run(privat
     assert len(names) == FILES + 2 and not [n for n in names if n.startswith(".")]
 
 
-def test_namenode_in_safe_mode_fails_fast_naming_the_output(spark, private, tmp_path,
-                                                            record_property):
+def test_namenode_in_safe_mode_fails_fast_naming_the_output(spark, private, record_property):
     """HDFS in safe mode reads but refuses writes: the job must say so before featurizing."""
     model = private.uri("/models/m")
     private.dfsadmin("-safemode", "enter")
