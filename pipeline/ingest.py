@@ -43,7 +43,7 @@ from pipeline.hdfs_checksum import ChecksumKind, file_checksum, reported_checksu
 from pipeline.image_check import ImageInfo, InvalidImage, inspect_image
 from pipeline.manifest import ManifestRow, Row, UploadRecord
 from pipeline.patients import patient_id
-from pipeline.tree_scan import LocalFile, Reject, scan_tree
+from pipeline.tree_scan import LocalFile, Reject, Scan, scan_tree
 from pipeline.webhdfs import (
     CONNECTION_ERRORS,
     Destination,
@@ -117,7 +117,7 @@ def ingest(
     report = Report(rejects=list(scan.rejects), warnings=list(scan.warnings))
     report.bytes_total = sum(f.size for f in scan.files)
     try:
-        run = _Run(client, dest, scan.files, report)
+        run = _Run(client, dest, scan, report)
         run.prepare_folders()
         run.transfer(threads, on_progress)
         run.write_records()
@@ -132,15 +132,18 @@ def ingest(
 class _Run:
     """The state of one ingest: HDFS listings, what the last run left, this run's rows."""
 
-    def __init__(self, client: InsecureClient, dest: Destination, files: list[LocalFile],
+    def __init__(self, client: InsecureClient, dest: Destination, scan: Scan,
                  report: Report) -> None:
         self.client = client
         self.dest = dest
-        self.files = files
+        self.files = scan.files
+        self.splits = scan.splits
         self.report = report
         self.listings: dict[str, dict[str, dict]] = {}
         self.manifest_bytes, rows = self._read(MANIFEST_NAME, ManifestRow)
         self.previous = {row.sha256: row for row in rows.values()}
+        #: The last manifest's rows of the splits this run leaves alone (``--splits``): kept.
+        self.other_splits = [row for row in rows.values() if row.split not in self.splits]
         self.records_bytes, self.records = self._read(STATE_NAME, UploadRecord)
         self.rows: list[ManifestRow] = []
         self.changed_folders: set[str] = set()
@@ -205,13 +208,16 @@ class _Run:
     def write_records(self) -> None:
         """Write the manifest, then the upload record for the next run (each only if changed:
         a re-run with nothing new writes nothing)."""
-        rows = manifest.mark_duplicates(self.rows)
-        self.report.duplicates = [(r.path, r.duplicate_of) for r in rows if r.duplicate_of]
+        rows = manifest.mark_duplicates(self.other_splits + self.rows)
+        self.report.duplicates = [(r.path, r.duplicate_of) for r in rows
+                                  if r.duplicate_of and r.split in self.splits]
         self._put_if_changed(MANIFEST_NAME, manifest.to_csv(rows), self.manifest_bytes)
         for folder in self.changed_folders:
             self.listings[folder] = list_dir(self.client, self.dest.child(folder)) or {}
-        records = [UploadRecord(r.path, r.sha256, status["fileId"], status["modificationTime"])
-                   for r in rows for status in [self._status(r.path)] if status]
+        kept = [self.records[r.path] for r in self.other_splits if r.path in self.records]
+        records = kept + [UploadRecord(r.path, r.sha256, status["fileId"], status["modificationTime"])
+                          for r in rows if r.split in self.splits
+                          for status in [self._status(r.path)] if status]
         self._put_if_changed(STATE_NAME, manifest.to_csv(records, UploadRecord),
                              self.records_bytes)
 

@@ -143,6 +143,21 @@ def test_rerun_uploads_nothing_and_keeps_the_manifest(tmp_path: Path, hdfs: Inse
     assert read(hdfs, f"{hdfs_dir}/{MANIFEST_NAME}") == first
 
 
+def test_ingesting_one_split_keeps_the_others_in_the_manifest(tmp_path: Path,
+                                                              hdfs: InsecureClient,
+                                                              hdfs_dir: str) -> None:
+    """``--splits train`` after a full ingest re-checks train and leaves val's rows and upload
+    records as they were (they were dropped, so the next val run re-checksummed every file)."""
+    tree = valid_tree(tmp_path)
+    run(tree, hdfs_dir)
+    manifest_before = read(hdfs, f"{hdfs_dir}/{MANIFEST_NAME}")
+    state_before = read(hdfs, f"{hdfs_dir}/{STATE_NAME}")
+    report = ingest(tree, f"hdfs://{hdfs_dir}", splits=["train"], threads=4)
+    assert (report.uploaded, report.skipped) == (0, 4)
+    assert read(hdfs, f"{hdfs_dir}/{MANIFEST_NAME}") == manifest_before
+    assert read(hdfs, f"{hdfs_dir}/{STATE_NAME}") == state_before
+
+
 def test_changed_local_file_is_the_only_upload(tmp_path: Path, hdfs: InsecureClient,
                                                hdfs_dir: str) -> None:
     tree = valid_tree(tmp_path)
