@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
+import shutil
 from pathlib import Path
 
 
@@ -57,8 +59,37 @@ TARGET_SENSITIVITY = 0.95
 #: the first line whose servers run on Java 17; changing it means regenerating the jar lock.
 HADOOP_VERSION = _env("HADOOP_VERSION", "3.5.0")
 #: Hadoop 3.5 needs Java 17 (older Hadoop breaks on Java 23+); the JVM image tag follows it.
-JAVA_HOME = Path(_env("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64"))
 JAVA_MAJOR = 17
+
+
+def find_java_home(environ=os.environ, jvm_dir: Path = Path("/usr/lib/jvm"),
+                   path: str | None = None) -> tuple[Path, str]:
+    """(home, where it came from) of the Java the cluster runs on. XRAY_JAVA_HOME, else the
+    standard JAVA_HOME, else a Java 17 found on the machine: an OpenJDK or Temurin 17 under
+    jvm_dir, or the ``java`` on PATH when its home's ``release`` file says 17 (read, not run:
+    every process imports this), else Debian's amd64 path. check_java names the origin."""
+    for name in ("XRAY_JAVA_HOME", "JAVA_HOME"):
+        if environ.get(name):
+            return Path(environ[name]), name
+    for pattern in (f"java-{JAVA_MAJOR}-openjdk*", f"temurin-{JAVA_MAJOR}-*"):
+        for home in sorted(jvm_dir.glob(pattern)):
+            if (home / "bin" / "java").is_file():
+                return home, f"found under {jvm_dir}"
+    java = shutil.which("java", path=environ.get("PATH") if path is None else path)
+    if java:
+        home = Path(java).resolve().parent.parent
+        release = home / "release"
+        try:
+            version = re.search(r'^JAVA_VERSION="(\d+)', release.read_text(), re.M)
+        except OSError:
+            version = None
+        if version and int(version[1]) == JAVA_MAJOR:
+            return home, "the java on PATH"
+    return jvm_dir / f"java-{JAVA_MAJOR}-openjdk-amd64", "the default"
+
+
+#: JAVA_HOME_FROM: "XRAY_JAVA_HOME", "JAVA_HOME", or how it was found, for error messages.
+JAVA_HOME, JAVA_HOME_FROM = find_java_home()
 #: auto: Docker Compose when a Docker engine and the compose plugin answer, else native.
 CLUSTER_MODE = _env("CLUSTER_MODE", "auto")
 #: Daemon data, logs, pid files and the rendered configuration of the native cluster.

@@ -118,18 +118,31 @@ def _java() -> Path:
     return config.JAVA_HOME / "bin" / "java"
 
 
+def _java_origin() -> str:
+    """Where config.JAVA_HOME came from, as the fix needs it: "JAVA_HOME=/x" or "/x (how)"."""
+    if config.JAVA_HOME_FROM in ("XRAY_JAVA_HOME", "JAVA_HOME"):
+        return f"{config.JAVA_HOME_FROM}={config.JAVA_HOME}"
+    how = {"the default": "the default: neither XRAY_JAVA_HOME nor JAVA_HOME is set and no "
+                          "Java 17 was found"}.get(config.JAVA_HOME_FROM, config.JAVA_HOME_FROM)
+    return f"{config.JAVA_HOME} ({how})"
+
+
 def check_java() -> str:
-    """The Java version at config.JAVA_HOME; a ClusterError unless it is Java 17."""
+    """The Java version at config.JAVA_HOME; a ClusterError unless it is Java 17. The message
+    names where that home came from (XRAY_JAVA_HOME, JAVA_HOME, found, default)."""
     java = _java()
-    hint = "set XRAY_JAVA_HOME to a Java 17 home (Debian: apt-get install openjdk-17-jdk-headless)"
+    origin = _java_origin()
+    over = " (it wins over JAVA_HOME)" if config.JAVA_HOME_FROM == "JAVA_HOME" else ""
+    hint = (f"set XRAY_JAVA_HOME to a Java {config.JAVA_MAJOR} home{over} (Debian: apt-get "
+            f"install openjdk-{config.JAVA_MAJOR}-jdk-headless)")
     if not os.access(java, os.X_OK):
-        raise ClusterError(f"no Java at {java}: Hadoop {config.HADOOP_VERSION} needs Java "
-                           f"{config.JAVA_MAJOR}; {hint}")
+        raise ClusterError(f"no Java at {java} ({origin}): Hadoop {config.HADOOP_VERSION} "
+                           f"needs Java {config.JAVA_MAJOR}; {hint}")
     out = subprocess.run([str(java), "-version"], capture_output=True, text=True).stderr
     found = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     major = found and (int(found[2]) if found[1] == "1" else int(found[1]))
     if major != config.JAVA_MAJOR:
-        raise ClusterError(f"{java} is Java {major}, Hadoop {config.HADOOP_VERSION}'s daemons "
+        raise ClusterError(f"{origin} is Java {major}; Hadoop {config.HADOOP_VERSION}'s daemons "
                            f"need Java {config.JAVA_MAJOR}: {hint}")
     return out.splitlines()[0]
 
