@@ -361,27 +361,54 @@ def _gone(pid: int, daemon: Daemon) -> bool:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
-    return not _is_daemon(pid, daemon)
+    if _is_daemon(pid, daemon):
+        return False
+    # An exiting process drops its memory, and so its cmdline, before it closes its sockets
+    # (the ports) and becomes a zombie: gone means no process, a zombie, or another program.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X") or bool(cmdline)
 
 
-def stop(daemon: Daemon, timeout: float = 30.0) -> bool:
-    """SIGTERM the daemon's process group, SIGKILL it after timeout. False if not running."""
+def _signal_and_wait(pid: int, daemon: Daemon, sig: signal.Signals, timeout: float) -> bool:
+    """Send sig to the daemon's process group; True once the daemon is gone, within timeout."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass  # the group is gone already
+    deadline = time.monotonic() + timeout
+    while not _gone(pid, daemon):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop(daemon: Daemon, timeout: float = 30.0, kill_timeout: float = 10.0) -> bool:
+    """SIGTERM the daemon's process group; SIGKILL it when it is still there after timeout,
+    and wait up to kill_timeout for that. False if it was not running. A daemon that outlives
+    SIGKILL too (stuck in the kernel: D state) keeps its pid file and is logged as an error."""
     pid = running_pid(daemon)
     if pid is None:
         return False
     start = time.monotonic()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        while not _gone(pid, daemon) and time.monotonic() - start < timeout:
-            time.sleep(0.2)
-        if _gone(pid, daemon):
-            break
+    if _signal_and_wait(pid, daemon, signal.SIGTERM, timeout):
+        log.info("stopped %s (pid %d) in %.1f s", daemon.name, pid, time.monotonic() - start)
+    else:
         log.warning("%s (pid %d) ignored SIGTERM for %.0f s: SIGKILL", daemon.name, pid, timeout)
+        killed = time.monotonic()
+        if not _signal_and_wait(pid, daemon, signal.SIGKILL, kill_timeout):
+            log.error("%s (pid %d) is still running %.0f s after SIGKILL (stuck in the kernel? "
+                      "see `ps -o pid,stat,wchan -p %d`); keeping its pid file %s", daemon.name,
+                      pid, kill_timeout, pid, _pid_file(daemon))
+            return True
+        log.warning("killed %s (pid %d) with SIGKILL: gone %.1f s after it, %.1f s after "
+                    "SIGTERM", daemon.name, pid, time.monotonic() - killed,
+                    time.monotonic() - start)
     _pid_file(daemon).unlink(missing_ok=True)
-    log.info("stopped %s (pid %d) in %.1f s", daemon.name, pid, time.monotonic() - start)
     return True
 
 
