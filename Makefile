@@ -34,11 +34,19 @@ test: venv
 sample-data: venv
 	test -d demo-data/chest_xray || $(PY) -m pipeline.sample_data demo-data/chest_xray
 
+# Both runs write a Spark event log (file://: a cluster's core-site.xml must not make it HDFS)
+# for a History Server on 18081 (the cluster's own is on 18080), as the last lines print.
+demo-local: EVENT_DIR := $(abspath $(OUT))/spark-events
+demo-local: EVENT_LOG = --conf spark.eventLog.enabled=true --conf spark.eventLog.dir=file://$(EVENT_DIR)
 demo-local: venv $(if $(DATA),,sample-data)
-	$(SUBMIT) jobs/train.py --data $(DEMO_DATA) --model-out $(OUT)/model --weights $(WEIGHTS) \
+	mkdir -p $(EVENT_DIR)
+	$(SUBMIT) $(EVENT_LOG) jobs/train.py --data $(DEMO_DATA) --model-out $(OUT)/model --weights $(WEIGHTS) \
 		--model-name $(MODEL) --features-cache $(OUT)/features
-	$(SUBMIT) jobs/evaluate.py --data $(DEMO_DATA) --model $(OUT)/model --out $(OUT)/report --split $(SPLIT)
+	$(SUBMIT) $(EVENT_LOG) jobs/evaluate.py --data $(DEMO_DATA) --model $(OUT)/model --out $(OUT)/report --split $(SPLIT)
 	@echo "report: $(abspath $(OUT))/report/report.html"
+	@echo "Spark event logs: $(EVENT_DIR); to browse them at http://localhost:18081 run:"
+	@echo "  SPARK_LOCAL_IP=127.0.0.1 SPARK_HISTORY_OPTS='-Dspark.history.fs.logDirectory=file://$(EVENT_DIR) -Dspark.history.ui.port=18081'" \
+		"$$($(PY) -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/bin/spark-class org.apache.spark.deploy.history.HistoryServer"
 
 # The main demo: the same jobs on the native (or Docker) cluster, data and outputs on HDFS.
 HDFS_DIR ?= hdfs:///xray
