@@ -60,9 +60,23 @@ def test_threshold_for_sensitivity_reaches_target(target, caught):
     assert binary_metrics(Y, S, t)["sensitivity"] >= target - 1e-12
 
 
-def test_threshold_is_the_highest_that_reaches_target():
-    t = threshold_for_sensitivity(Y, S, 0.66)  # 4 of 6 positives: cut between 0.6 and 0.4
-    assert 0.4 < t < 0.6
+def _sensitivity(threshold: float) -> float:
+    return binary_metrics(Y, S, threshold)["sensitivity"]
+
+
+@pytest.mark.parametrize("target,cut,next_lower", [
+    (0.66, 0.6, 0.4),    # 4 of 6 positives: the 4th is 0.6; below it the negative at 0.4
+    (0.5, 0.7, 0.65),    # 3 of 6: the 3rd is 0.7; below it the negative at 0.65
+    (0.95, 0.2, 0.1),    # 6 of 6: the last positive is 0.2; below it 0.1
+])
+def test_threshold_is_the_highest_that_reaches_target(target, cut, next_lower):
+    t = threshold_for_sensitivity(Y, S, target)
+    assert t == (cut + next_lower) / 2  # halfway between the last film caught and the next
+    assert _sensitivity(t) >= target
+    # just below the cut score still reaches it; at the cut score or above it never does
+    assert _sensitivity(float(np.nextafter(cut, -np.inf))) >= target
+    for higher in [cut, float(np.nextafter(cut, np.inf)), *S[S > cut], 1.0]:
+        assert _sensitivity(higher) < target, higher
 
 
 def test_wilson_interval_by_hand():
