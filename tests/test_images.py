@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.images import ImageError, check_pixel_limit, decode_bytes, struct_to_rgb
-from tests.trees import write_image
+from pipeline import config
+from pipeline.images import ImageError, decode_bytes, struct_to_rgb
+from tests.trees import png_header_only, write_image
 
 
 def _bytes(tmp_path, name, *args, **kw) -> bytes:
@@ -49,9 +50,19 @@ def test_truncated_jpeg_is_rejected(tmp_path):
         decode_bytes(data[: len(data) // 2], 32)
 
 
-def test_pixel_limit_checked_before_decoding():
-    with pytest.raises(ImageError, match="12000x12000 = 144,000,000 pixels exceeds the limit"):
-        check_pixel_limit(12000, 12000, limit=64_000_000)
+def test_pixel_limit_checked_before_decoding(monkeypatch):
+    """decode_bytes refuses by the header's size before decoding: these bytes declare
+    9000x8000 = 72 Mpx, over the 64 Mpx default, and hold no pixel data, so a decode first
+    would fail with another reason."""
+    data = png_header_only(9000, 8000)
+    monkeypatch.setattr(config, "MAX_IMAGE_PIXELS", 64_000_000)  # the default, whatever the env
+    with pytest.raises(ImageError, match=r"^9000x8000 = 72,000,000 pixels exceeds the limit "
+                                         r"of 64,000,000 "):
+        decode_bytes(data, 32)
+    # Such bytes with a size under the limit reach the decoder and fail there, differently.
+    with pytest.raises(ImageError) as decoded:
+        decode_bytes(png_header_only(90, 80), 32)
+    assert "exceeds the limit" not in str(decoded.value)
 
 
 def test_struct_bgr_becomes_rgb():

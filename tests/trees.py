@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,17 @@ def image_bytes(width: int = 32, height: int = 24, mode: str = "L", fmt: str = "
     out = io.BytesIO()
     img.save(out, fmt)
     return out.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` (8-bit gray) but whose pixel data is
+    16 zero bytes: it passes any check of the header and fails when decoded."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(bytes(16))) + chunk(b"IEND", b""))
 
 
 def write(path: Path, data: bytes) -> Path:
