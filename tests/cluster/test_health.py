@@ -2,16 +2,28 @@
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from pipeline.cluster import health, native
+from tests.cluster_fixtures import process_gone
 
 pytestmark = pytest.mark.cluster
 
 
 def test_every_daemon_runs_under_a_pid_file(cluster):
-    assert all(cluster[d.name] for d in native.DAEMONS), cluster
+    """Now, not as the fixture saw them at the session's start: each daemon's pid file names a
+    live process (not a zombie) whose command line runs that daemon's main class."""
+    found = {}
+    for daemon in native.DAEMONS:
+        pid_file = native._pid_file(daemon)
+        assert pid_file.exists(), f"{daemon.name}: no pid file {pid_file}"
+        pid = found[daemon.name] = int(pid_file.read_text().split()[0])
+        assert not process_gone(pid), f"{daemon.name}: pid {pid} ({pid_file}) is not running"
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        assert daemon.main_class in argv, f"{daemon.name}: pid {pid} runs {argv[:2]}..."
+    assert native.pids() == found  # and the module's own view agrees
 
 
 def test_every_check_is_healthy(cluster):
