@@ -32,7 +32,7 @@ test: venv
 	$(PY) -m pytest
 
 sample-data: venv
-	test -d demo-data/chest_xray || $(PY) -m pipeline.sample_data demo-data/chest_xray
+	test -d demo-data/chest_xray || $(PY) -m pipeline.data.sample_data demo-data/chest_xray
 
 # Both runs write a Spark event log (file://: a cluster's core-site.xml must not make it HDFS)
 # for a History Server on 18081 (the cluster's own is on 18080), as the last lines print.
@@ -58,7 +58,7 @@ demo: venv $(if $(DATA),,sample-data) cluster-up
 		--model-name $(MODEL) --features-cache $(HDFS_DIR)/features
 	$(CLUSTER_ENV); TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master yarn jobs/evaluate.py \
 		--data $(HDFS_DIR)/chest_xray --model $(HDFS_DIR)/model --out $(HDFS_DIR)/report --split $(SPLIT)
-	$(PY) -m pipeline.demo_summary $(HDFS_DIR) $(OUT)
+	$(PY) -m pipeline.report.demo_summary $(HDFS_DIR) $(OUT)
 
 clean:
 	rm -rf out demo-data .pytest_cache

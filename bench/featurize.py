@@ -33,8 +33,8 @@ from pyspark.sql.functions import pandas_udf  # noqa: E402
 from pyspark.sql.types import ArrayType, FloatType  # noqa: E402
 
 from pipeline.featurizer import DeepImageFeaturizer  # noqa: E402
-from pipeline.models import build_backbone, get_model  # noqa: E402
-from pipeline.session import get_session  # noqa: E402
+from pipeline.featurizer.models import build_backbone, get_model  # noqa: E402
+from pipeline.runtime.session import get_session  # noqa: E402
 
 _PEER_MODELS: dict = {}
 

@@ -29,13 +29,13 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 from pipeline import config  # noqa: E402
-from pipeline.cli import configure_logging  # noqa: E402
-from pipeline.dataset import scan_tree  # noqa: E402
-from pipeline.finetune import FinetuneConfig, finetune, sample_listing, validation_flags  # noqa: E402
-from pipeline.images import decode_bytes  # noqa: E402
-from pipeline.sample_data import write_tree  # noqa: E402
-from pipeline.session import get_session  # noqa: E402
-from pipeline.storage import HadoopFS  # noqa: E402
+from pipeline.runtime.cli import configure_logging  # noqa: E402
+from pipeline.data.dataset import scan_tree  # noqa: E402
+from pipeline.finetune.job import FinetuneConfig, finetune, sample_listing  # noqa: E402
+from pipeline.data.images import decode_bytes  # noqa: E402
+from pipeline.data.sample_data import write_tree  # noqa: E402
+from pipeline.runtime.session import get_session  # noqa: E402
+from pipeline.fs.storage import HadoopFS  # noqa: E402
 
 #: The report's method 1 on Kaggle's Tesla P100: 163 steps of 32 images in about 93 s.
 REFERENCE_IMAGES_PER_S = 163 * 32 / 93
@@ -43,8 +43,8 @@ REFERENCE_IMAGES_PER_S = 163 * 32 / 93
 
 def plain_keras(spark, cfg: FinetuneConfig, paths: list[str], labels: np.ndarray) -> list[float]:
     """images/s per epoch of ``model.fit`` on in-memory arrays, this process, no Spark."""
-    from pipeline.finetune_fit import class_weights
-    from pipeline.finetune_models import build_model, compile_model
+    from pipeline.finetune.fit import class_weights
+    from pipeline.finetune.models import build_model, compile_model
 
     fs = HadoopFS(spark, paths[0])
     x = np.stack([decode_bytes(fs.read_bytes(p), cfg.image_size) for p in paths]).astype(np.float32)
@@ -85,16 +85,16 @@ def main() -> None:
                              split="validation", backend=args.backend)
         spark = get_session("bench-finetune", args.master)
         doc = finetune(spark, cfg)
-        spark_rates = doc["training"]["images_per_s_per_epoch"]
+        spark_rates = doc.training["images_per_s_per_epoch"]
         # The very films the job trained on (same sample, same patient-grouped split).
         listing = sample_listing(scan_tree(spark, data, ("train",)), cfg.max_images, cfg.seed)
-        fit = listing.images[~validation_flags(listing, cfg)]
+        fit = listing.with_validation(cfg.val_fraction, cfg.seed).images.query("~is_val")
         keras_rates = plain_keras(spark, cfg, list(fit["path"]), fit["label"].to_numpy("float32"))
         train_n = len(fit)
         spark.stop()
 
     print(f"\n{args.arch} at {args.image_size} px, batch {args.batch_size}, {train_n} training films, "
-          f"device: {doc['training']['device']}")
+          f"device: {doc.training['device']}")
     print("epoch   spark images/s   keras images/s   (epoch 1 includes tracing and compiling)")
     for i, (s, k) in enumerate(zip(spark_rates, keras_rates), start=1):
         print(f"{i:5d}   {s:14.1f}   {k:14.1f}")

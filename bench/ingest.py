@@ -20,7 +20,7 @@ from pathlib import Path
 import pyspark
 
 from pipeline.config import HDFS_USER, REPO_ROOT, WEBHDFS_URL
-from pipeline.webhdfs import connect, parse_destination
+from pipeline.fs.webhdfs import connect, parse_destination
 
 FIRST_RUN_GOAL = 1.25
 RERUN_GOAL = 0.10

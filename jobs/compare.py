@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli import base_parser, run_job
-from pipeline.compare import compare, markdown
-from pipeline.session import get_session
+from pipeline.runtime.cli import base_parser, run_job
+from pipeline.report.compare import compare, markdown
+from pipeline.runtime.session import get_session
 
 
 def parser() -> argparse.ArgumentParser:

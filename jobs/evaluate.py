@@ -5,9 +5,9 @@ import argparse
 import json
 
 from pipeline import config
-from pipeline.cli import base_parser, run_job
-from pipeline.evaluation import VALIDATION, EvalConfig, evaluate
-from pipeline.session import get_session
+from pipeline.runtime.cli import base_parser, run_job
+from pipeline.featurizer.evaluation import VALIDATION, EvalConfig, evaluate
+from pipeline.runtime.session import get_session
 
 SHOWN = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc", "threshold")
 
@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> None:
     spark = get_session("xray-evaluate", args.master, args.verbose)
     doc = evaluate(spark, EvalConfig(data=args.data, model=args.model, out=args.out,
                                      split=args.split, reader=args.reader))
-    print(json.dumps({k: doc["metrics"][k] for k in SHOWN}, indent=2))
+    print(json.dumps({k: doc.metrics[k] for k in SHOWN}, indent=2))
     print(f"report: {args.out.rstrip('/')}/report.html")
 
 

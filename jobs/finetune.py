@@ -11,10 +11,10 @@ import json
 import os
 
 from pipeline import config
-from pipeline.barrier import GPU_MODES
-from pipeline.cli import base_parser, run_job
-from pipeline.finetune import BACKENDS, SCORED_SPLITS, FinetuneConfig, finetune
-from pipeline.session import get_session
+from pipeline.finetune.barrier import GPU_MODES
+from pipeline.runtime.cli import base_parser, run_job
+from pipeline.finetune.job import BACKENDS, SCORED_SPLITS, FinetuneConfig, finetune
+from pipeline.runtime.session import get_session
 
 SHOWN = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "threshold")
 
@@ -63,8 +63,8 @@ def main(args: argparse.Namespace) -> None:
         max_images=args.max_images, split=args.split, gpu=args.gpu, backend=args.backend)
     cfg.check()
     doc = finetune(get_session(f"xray-finetune-{args.arch}", args.master), cfg)
-    print(json.dumps({"split": doc["split"], **{k: doc["metrics"][k] for k in SHOWN},
-                      "device": doc["training"]["device"]}, indent=2))
+    print(json.dumps({"split": doc.split, **{k: doc.metrics[k] for k in SHOWN},
+                      "device": doc.training["device"]}, indent=2))
     print(f"report: {args.out.rstrip('/')}/report.html")
 
 

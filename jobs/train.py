@@ -5,9 +5,10 @@ import argparse
 import json
 
 from pipeline import config
-from pipeline.cli import base_parser, run_job
-from pipeline.session import get_session
-from pipeline.training import TrainConfig, train
+from pipeline.runtime.cli import base_parser, run_job
+from pipeline.runtime.session import get_session
+from pipeline.featurizer.summary import TrainConfig
+from pipeline.featurizer.training import train
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,9 +40,9 @@ def main(args: argparse.Namespace) -> None:
         pooling=args.pooling, batch_size=args.batch_size, reader=args.reader,
         features_cache=args.features_cache, max_iter=args.max_iter, reg_param=args.reg_param,
         elastic_net=args.elastic_net, target_sensitivity=args.target_sensitivity,
-        val_fraction=args.val_fraction, seed=args.seed))
-    print(json.dumps({"model": args.model_out, "threshold": summary["threshold"],
-                      "validation": {k: summary["validation_metrics"][k] for k in
+        val_fraction=args.val_fraction, seed=args.seed)).summary
+    print(json.dumps({"model": args.model_out, "threshold": summary.threshold,
+                      "validation": {k: summary.validation_metrics[k] for k in
                                      ("sensitivity", "specificity", "roc_auc")}}, indent=2))
 
 

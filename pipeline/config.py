@@ -152,7 +152,7 @@ HDFS_FILE_PERMISSION = "640"
 #: The manifest sits next to the data; the leading underscore hides it from Hadoop input
 #: formats and from Spark's file sources.
 MANIFEST_NAME = "_manifest.csv"
-#: What ingest's next run needs to skip files without asking HDFS (see pipeline.manifest).
+#: What ingest's next run needs to skip files without asking HDFS (see pipeline.data.manifest).
 STATE_NAME = "_ingest_state.csv"
 
 # --- fine-tuning arm (jobs/finetune.py) -----------------------------------------------------

@@ -19,11 +19,12 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    """Exit status 1, stderr exactly one line naming the problem, no traceback."""
-    assert result.returncode == 1, result.stderr
+    """Exit status 2, stderr's last line naming the problem, no traceback (the contract of
+    every entry point, pipeline.runtime.cli)."""
+    assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("ingest: error: ")
+    assert lines[0].startswith("error: ")
     for fragment in fragments:
         assert fragment in lines[0]
 

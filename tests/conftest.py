@@ -18,7 +18,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 @pytest.fixture(scope="session")
 def spark():
-    from pipeline.session import get_session
+    from pipeline.runtime.session import get_session
 
     session = get_session("xray-tests", master="local[2]")
     yield session

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.dataset import DatasetError, read_images, scan_tree
+from pipeline.data.dataset import read_images, scan_tree
+from pipeline.data.tree import TreeError
+from tests import reasons as R
 from tests.trees import write_image
 
 
@@ -19,33 +21,39 @@ def messy_tree(tmp_path):
     (root / ".DS_Store").write_bytes(b"\0\0")
     (root / "train/NORMAL/notes.txt").write_text("hello")
     (root / "train/NORMAL/empty.jpeg").write_bytes(b"")
+    (root / "train/NORMAL/IM-0003-0001.jpeg").symlink_to(root / "train/NORMAL/IM-0001-0001.jpeg")
+    # ingest's own files: not films, and not worth a line in any report
+    (root / "_manifest.csv").write_text("path\n")
+    (root / "_ingest_state.csv").write_text("path\n")
     return root
 
 
 def test_scan_accepts_and_explains(spark, messy_tree):
     listing = scan_tree(spark, str(messy_tree), ("train",))
-    names = {p.rsplit("/", 1)[1]: (s, lbl, pid) for p, s, lbl, pid in listing.images.itertuples(index=False)}
+    names = {p.rsplit("/", 1)[1]: (s, lbl, pid) for p, s, lbl, pid, _ in listing.images.itertuples(index=False)}
     assert names == {
         "IM-0001-0001.jpeg": ("train", 0.0, "IM-0001"),
         "IM-0001-0002.png": ("train", 0.0, "IM-0001"),
         "person3_virus_7.jpeg": ("train", 1.0, "person3"),
         "person 4 é_bacteria_9.jpeg": ("train", 1.0, "person 4 é_bacteria_9"),
     }
-    reasons = {p.rsplit("/", 1)[1]: r for p, r in listing.skipped}
-    assert reasons[".DS_Store"] == "hidden file"
-    assert reasons["x.jpeg"].startswith("unknown class folder 'COVID'")
-    assert reasons["notes.txt"] == "not an image file (extension)"
-    assert reasons["empty.jpeg"] == "empty file (0 bytes)"
-    assert "IM-0002-0001.jpeg" not in reasons  # other splits are neither read nor skipped
+    base = listing.root
+    assert {s.path: s.reason for s in listing.skipped} == {
+        f"{base}/.DS_Store": R.HIDDEN,
+        f"{base}/train/COVID": R.unknown_class_folder("COVID"),
+        f"{base}/train/NORMAL/notes.txt": R.BAD_SUFFIX,
+        f"{base}/train/NORMAL/empty.jpeg": R.EMPTY,
+        f"{base}/train/NORMAL/IM-0003-0001.jpeg": R.LINK,
+    }  # test/ is another split: neither read nor skipped
 
 
 def test_missing_split_is_named(spark, messy_tree):
-    with pytest.raises(DatasetError, match="split 'val' is missing"):
+    with pytest.raises(TreeError, match=r"missing split folder\(s\) .*: val"):
         scan_tree(spark, str(messy_tree), ("val",))
 
 
 def test_missing_root(spark, tmp_path):
-    with pytest.raises(DatasetError, match="does not exist"):
+    with pytest.raises(TreeError, match="does not exist"):
         scan_tree(spark, str(tmp_path / "nope"), ("train",))
 
 

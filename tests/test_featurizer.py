@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.featurizer import DeepImageFeaturizer
-from pipeline.models import REGISTRY, build_backbone, get_model
+from pipeline.featurizer.models import REGISTRY, build_backbone, get_model
 from tests.trees import write_image
 
 SEED = 7
@@ -64,4 +64,4 @@ def test_bad_rows_get_null_and_reason(spark, tmp_path):
     out = DeepImageFeaturizer(modelName="VGG16", weights=None, errorCol="error").transform(df)
     rows = {r.path.rsplit("/", 1)[1]: r for r in out.select("path", "features", "error").collect()}
     assert rows["good.png"].features is not None and rows["good.png"].error is None
-    assert rows["text.jpeg"].features is None and "not a decodable image" in rows["text.jpeg"].error
+    assert rows["text.jpeg"].features is None and rows["text.jpeg"].error == "not a JPEG or PNG image"

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from pipeline.config import REPO_ROOT
-from pipeline.images import decode_bytes
-from pipeline.sample_data import write_tree
+from pipeline.data.images import decode_bytes
+from pipeline.data.sample_data import write_tree
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

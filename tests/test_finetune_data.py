@@ -6,7 +6,7 @@ import pytest
 from pyspark.sql import Row
 
 from pipeline import config
-from pipeline.finetune_data import PixelBatches, index_films, spool
+from pipeline.finetune.data import PixelBatches, index_films, spool
 
 SIZE = 4
 

@@ -11,17 +11,19 @@ from pyspark.ml import PipelineModel
 
 from jobs import compare as compare_job
 from jobs import finetune as finetune_job
-from pipeline.classifier import make_classifier, with_class_weights
-from pipeline.cli import run_job
-from pipeline.dataset import read_images, scan_tree
-from pipeline.evaluation import EvalConfig, evaluate
+from pipeline.featurizer.classifier import make_classifier, with_class_weights
+from pipeline.runtime.cli import run_job
+from pipeline.data.dataset import read_images, scan_tree
+from pipeline.featurizer.evaluation import EvalConfig, evaluate
 from pipeline.featurizer import DeepImageFeaturizer
-from pipeline.finetune import FinetuneConfig, sample_listing, validation_flags
-from pipeline.finetune_models import build_model, penultimate_model
-from pipeline.images import decode_bytes
-from pipeline.metrics import binary_metrics, threshold_for_sensitivity
-from pipeline.patients import patient_id
-from pipeline.sample_data import write_tree
+from pipeline.featurizer.models import penultimate_model
+from pipeline.finetune.job import FinetuneConfig, sample_listing
+from pipeline.finetune.models import build_model
+from pipeline.report.document import MetricsDocument
+from pipeline.data.images import decode_bytes
+from pipeline.report.metrics import binary_metrics, threshold_for_sensitivity
+from pipeline.data.patients import patient_id
+from pipeline.data.sample_data import write_tree
 
 MAX_IMAGES = 40
 OUTPUTS = {"model.keras", "metrics.json", "history.json", "training_curves.png", "predictions.csv",
@@ -67,8 +69,12 @@ def test_outputs_and_schema(runs, arch):
     assert doc["split"] == "test" and doc["metrics"]["counts"]["total"] > 0
     for key, kind in (("model_name", str), ("weights", str), ("data", str), ("threshold_source", str),
                       ("timings_s", dict), ("images_per_s", float), ("training", dict),
-                      ("skipped", list), ("created", str), ("spark", dict), ("roc", dict)):
+                      ("skipped", list), ("created", str), ("spark", dict), ("roc", dict),
+                      ("warnings", list), ("duplicates", list)):
         assert isinstance(doc[key], kind), key
+    # the one document type reads it back: same schema as the featurizer's evaluation
+    assert MetricsDocument.from_json((out / "metrics.json").read_text(), "metrics.json").metrics \
+        == doc["metrics"]
     assert len(doc["roc"]["fpr"]) == len(doc["roc"]["tpr"]) >= 2
     assert set(doc["spark"]) == {"app_id", "master"}
     history = json.loads((out / "history.json").read_text())
@@ -84,9 +90,8 @@ def test_validation_is_the_patient_grouped_split(spark, runs, tree):
     out, doc = runs["cnn"]
     cfg = FinetuneConfig(arch="cnn", data=str(tree), out=str(out), max_images=MAX_IMAGES)
     listing = sample_listing(scan_tree(spark, str(tree), ("train", "test")), MAX_IMAGES, cfg.seed)
-    flags = validation_flags(listing, cfg)
-    train = listing.images[listing.images["split"] == "train"]
-    val_paths = set(train["path"][flags[train.index]])
+    train = listing.with_validation(cfg.val_fraction, cfg.seed).images.query("split == 'train'")
+    val_paths = set(train["path"][train["is_val"]])
     predictions = _predictions(out)
     assert set(predictions.loc[predictions["subset"] == "validation", "path"]) == val_paths
     fit_patients = {patient_id(p) for p in set(train["path"]) - val_paths}

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.finetune_models import build_model, load_feature_extractor, unfreeze_base
+from pipeline.featurizer.models import load_feature_extractor
+from pipeline.finetune.models import build_model, unfreeze_base
 
 
 def _sep(c_in: int, c_out: int) -> int:

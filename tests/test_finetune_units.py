@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 from pyspark import SparkConf
 
-from pipeline.barrier import gpu_profile, wants_gpu
-from pipeline.dataset import Listing
-from pipeline.finetune import evaluate_scores, sample_listing
-from pipeline.finetune_fit import class_weights
-from pipeline.metrics import threshold_for_sensitivity
+from pipeline.finetune.barrier import gpu_profile, wants_gpu
+from pipeline.data.dataset import Listing
+from pipeline.data.rules import Skipped
+from pipeline.finetune.job import evaluate_scores, sample_listing
+from pipeline.finetune.fit import class_weights
+from pipeline.report.metrics import threshold_for_sensitivity
 
 
 def _result(val_scores, test_scores) -> dict:
@@ -25,10 +26,11 @@ def test_threshold_comes_from_validation_only():
     rng = np.random.default_rng(1)
     val = rng.uniform(size=60)
     base = _result(val, rng.uniform(size=40))
-    threshold, val_metrics, test_metrics = evaluate_scores(base, "test", 0.95)
+    threshold, val_metrics, test_scores = evaluate_scores(base, "test", 0.95)
     v = base["scores"]["validation"]
     assert threshold == threshold_for_sensitivity(v["label"], v["score"], 0.95)
-    assert val_metrics["sensitivity"] >= 0.95 and test_metrics["counts"]["total"] == 40
+    assert val_metrics["sensitivity"] >= 0.95
+    assert list(test_scores["score"]) == base["scores"]["test"]["score"]
     other_test = _result(val, rng.uniform(size=40) ** 3)
     assert evaluate_scores(other_test, "test", 0.95)[0] == threshold
     other_val = _result(val ** 2, base["scores"]["test"]["score"])
@@ -37,8 +39,9 @@ def test_threshold_comes_from_validation_only():
 
 def test_validation_split_reports_the_validation_metrics():
     result = _result(np.linspace(0, 1, 30), [0.5] * 5)
-    _, val_metrics, metrics = evaluate_scores(result, "validation", 0.9)
-    assert metrics == val_metrics and metrics["counts"]["total"] == 30
+    _, val_metrics, scored = evaluate_scores(result, "validation", 0.9)
+    assert list(scored["score"]) == result["scores"]["validation"]["score"]
+    assert val_metrics["counts"]["total"] == 30
 
 
 def test_class_weights_balance_the_classes():
@@ -65,8 +68,9 @@ def test_gpu_request_follows_what_the_cluster_offers(spark):
 
 def test_sampling_a_listing_keeps_its_skipped_files_and_warnings():
     images = pd.DataFrame({"path": [f"p{i}" for i in range(6)], "split": ["train"] * 6,
-                           "label": [0.0, 1.0] * 3, "patient_id": [f"x{i}" for i in range(6)]})
-    listing = Listing("file:/t", images, [("file:/t/a", "hidden file")],
+                           "label": [0.0, 1.0] * 3, "patient_id": [f"x{i}" for i in range(6)],
+                           "is_val": [False] * 6})
+    listing = Listing("file:/t", images, [Skipped("file:/t/.a", "hidden file or folder")],
                       ["file:/t/test/NORMAL: class folder missing"])
     sampled = sample_listing(listing, 4, seed=1)
     assert len(sampled.images) == 4

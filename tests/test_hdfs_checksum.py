@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.hdfs_checksum import (
+from pipeline.fs.hdfs_checksum import (
     ChecksumKind,
     UnsupportedChecksum,
     file_checksum,

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from pipeline import config
-from pipeline.images import ImageError, decode_bytes, struct_to_rgb
-from tests.trees import png_header_only, write_image
+from pipeline.data.images import ImageError, decode_bytes, struct_to_rgb
+from tests.trees import image_bytes, png_header_only, write_image
 
 
 def _bytes(tmp_path, name, *args, **kw) -> bytes:
@@ -38,7 +38,7 @@ def test_cmyk_jpeg_decodes(tmp_path):
     assert got.shape == (32, 32, 3)
 
 
-@pytest.mark.parametrize("data,reason", [(b"", "empty file"), (b"hello", "not a decodable image")])
+@pytest.mark.parametrize("data,reason", [(b"", "empty file"), (b"hello", "not a JPEG or PNG image")])
 def test_bad_bytes_raise_with_reason(data, reason):
     with pytest.raises(ImageError, match=reason):
         decode_bytes(data, 32)
@@ -46,7 +46,7 @@ def test_bad_bytes_raise_with_reason(data, reason):
 
 def test_truncated_jpeg_is_rejected(tmp_path):
     data = _bytes(tmp_path, "t.jpg", 300, 300, "RGB")
-    with pytest.raises(ImageError, match="not a decodable image"):
+    with pytest.raises(ImageError, match=r"cannot be decoded \("):
         decode_bytes(data[: len(data) // 2], 32)
 
 
@@ -85,3 +85,11 @@ def test_large_film_is_refused_by_the_documented_limit(tmp_path):
     with pytest.raises(ImageError, match=r"12000x12000 = 144,000,000 pixels exceeds the limit "
                                          r"of 64,000,000 \(XRAY_MAX_IMAGE_PIXELS\)"):
         decode_bytes(path.read_bytes(), 32)
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "GIF", "TIFF"])
+def test_other_formats_named_jpeg_are_refused_as_ingest_refuses_them(tmp_path, fmt):
+    """One acceptance rule: a BMP named .jpeg is not a film for training either."""
+    data = image_bytes(40, 30, "L", fmt)
+    with pytest.raises(ImageError, match="not a JPEG or PNG image"):
+        decode_bytes(data, 32)

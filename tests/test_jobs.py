@@ -9,12 +9,21 @@ from pyspark.ml import PipelineModel
 
 from jobs import evaluate as evaluate_job
 from jobs import train as train_job
-from pipeline.cli import run_job
-from pipeline.dataset import read_images, scan_tree
-from pipeline.evaluation import EvalConfig, evaluate
-from pipeline.sample_data import write_tree
-from pipeline.storage import atomic_output
-from pipeline.training import TrainConfig, train
+from pipeline.runtime.cli import run_job
+from pipeline.config import REPO_ROOT
+from tests import reasons as R
+from pipeline.data.dataset import read_images, scan_tree
+from pipeline.data.sample_data import write_tree
+from pipeline.featurizer.classifier import pneumonia_score
+from pipeline.featurizer.evaluation import EvalConfig, evaluate
+from pipeline.featurizer.model_store import load_model
+from pipeline.featurizer.summary import TrainConfig, TrainingSummary
+from pipeline.featurizer.training import train
+from pipeline.fs.storage import atomic_output
+from pipeline.report.metrics import threshold_for_sensitivity
+
+
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +31,8 @@ def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "chest_xray"
     write_tree(root, scale=1, seed=5)
     (root / "test/PNEUMONIA/person999_virus_1.jpeg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (root / "_manifest.csv").write_text("path\n")  # as ingest leaves them on HDFS
+    (root / "_ingest_state.csv").write_text("path\n")
     return root
 
 
@@ -33,44 +44,82 @@ def trained(spark, tree, tmp_path_factory):
     return cfg, train(spark, cfg), out
 
 
-def test_training_summary(trained):
-    cfg, summary, _ = trained
-    split = summary["split"]
-    assert split["validation"]["films"] > 0 and split["fit"]["films"] > split["validation"]["films"]
-    assert summary["validation_metrics"]["sensitivity"] >= cfg.target_sensitivity
-    saved = json.loads((trained[2] / "model/training_summary.json").read_text())
-    assert saved["threshold"] == summary["threshold"]
+def test_threshold_is_recomputed_from_the_held_out_patients(spark, trained, tree):
+    """The stored threshold is what the rule gives on the validation films' scores, scored
+    here afresh by the saved model; those films' patients are not among the fitted ones."""
+    cfg, model, _ = trained
+    summary = model.summary
+    listing = scan_tree(spark, str(tree), ("train",)).with_validation(cfg.val_fraction, cfg.seed)
+    val = listing.images[listing.images["is_val"]]
+    fit = listing.images[~listing.images["is_val"]]
+    assert not set(val["patient_id"]) & set(fit["patient_id"])
+    assert summary.split["validation"]["films"] == len(val) > 0
+    assert summary.split["fit"]["films"] == len(fit) > len(val)
+    scored = (PipelineModel.load(cfg.model_out).transform(read_images(spark, listing, "binaryFile"))
+              .filter("is_val").select("label", pneumonia_score().alias("score")).toPandas())
+    assert len(scored) == len(val)
+    assert summary.threshold == pytest.approx(
+        threshold_for_sensitivity(scored["label"], scored["score"], cfg.target_sensitivity))
 
 
-def test_saved_model_loads_and_predicts_identically(spark, trained, tree):
-    cfg, summary, _ = trained
-    model = PipelineModel.load(cfg.model_out)
-    assert model.stages[1].getThreshold() == pytest.approx(summary["threshold"])
+def test_summary_round_trips(trained):
+    cfg, model, out = trained
+    text = (out / "model/training_summary.json").read_text()
+    assert TrainingSummary.from_json(text, "summary") == model.summary
+    assert json.loads(text)["images"]["listed"] == model.summary.listed
+
+
+def test_saved_model_predicts_as_the_fitted_one(spark, trained, tree):
+    cfg, model, _ = trained
+    fitted = PipelineModel(stages=[model.featurizer, model.classifier])
+    loaded = load_model(spark, cfg.model_out)
+    assert loaded.classifier.getThreshold() == pytest.approx(model.summary.threshold)
     images = read_images(spark, scan_tree(spark, str(tree), ("val",)), "binaryFile")
-    first = model.transform(images).select("path", "probability").orderBy("path").collect()
-    again = PipelineModel.load(cfg.model_out).transform(images).select("path", "probability") \
-        .orderBy("path").collect()
-    assert [r.path for r in first] == [r.path for r in again]
-    assert np.allclose([r.probability[1] for r in first], [r.probability[1] for r in again])
+    want = fitted.transform(images).select("path", "probability", "prediction").orderBy("path").collect()
+    got = PipelineModel(stages=[loaded.featurizer, loaded.classifier]).transform(images) \
+        .select("path", "probability", "prediction").orderBy("path").collect()
+    assert [r.path for r in got] == [r.path for r in want] and len(want) > 0
+    assert np.allclose([r.probability[1] for r in got], [r.probability[1] for r in want])
+    assert [r.prediction for r in got] == [r.prediction for r in want]
+
+
+def test_model_saved_before_the_package_layout_loads(spark, tree, tmp_path):
+    """A model saved by the flat-layout code (tests/fixtures/model-flat-layout, VGG16 random
+    init + LR) names its featurizer pipeline.featurizer.DeepImageFeaturizer and still loads,
+    with its summary, and scores; a model saved now names the same class."""
+    old = load_model(spark, str(FIXTURES / "model-flat-layout"))
+    assert old.featurizer.getModelName() == "VGG16" and old.summary.config.weights == "none"
+    assert old.summary.threshold == pytest.approx(old.classifier.getThreshold())
+    images = read_images(spark, scan_tree(spark, str(tree), ("val",)), "binaryFile")
+    rows = PipelineModel(stages=[old.featurizer, old.classifier]).transform(images) \
+        .select("probability").collect()
+    assert rows and all(0 <= r.probability[1] <= 1 for r in rows)
+    stage = next((FIXTURES / "model-flat-layout" / "stages").glob("0_*/metadata/part-*"))
+    assert json.loads(stage.read_text())["class"] == "pipeline.featurizer.DeepImageFeaturizer"
+    old.featurizer.write().save(str(tmp_path / "resaved"))
+    resaved = next((tmp_path / "resaved" / "metadata").glob("part-*"))
+    assert json.loads(resaved.read_text())["class"] == "pipeline.featurizer.DeepImageFeaturizer"
 
 
 def test_feature_cache_is_reused(spark, trained):
     cfg, _, out = trained
-    summary = train(spark, TrainConfig(**{**cfg.__dict__, "model_out": str(out / "model2")}))
-    assert summary["timings_s"]["featurize train"] == 0.0
+    again = train(spark, TrainConfig(**{**cfg.__dict__, "model_out": str(out / "model2")}))
+    assert again.summary.timings_s["featurize train"] == 0.0
 
 
 def test_evaluate_writes_report(spark, trained, tree, tmp_path):
-    cfg, summary, _ = trained
+    cfg, model, _ = trained
     out = tmp_path / "report"
     doc = evaluate(spark, EvalConfig(data=str(tree), model=cfg.model_out, out=str(out)))
     assert {p.name for p in out.iterdir()} >= {"metrics.json", "confusion_matrix.png", "roc.png",
                                                "report.html", "predictions.csv"}
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["metrics"] == doc["metrics"] and saved["split"] == "test"
-    assert saved["metrics"]["threshold"] == pytest.approx(summary["threshold"])
+    assert saved["metrics"] == doc.metrics and saved["split"] == "test"
+    assert saved["metrics"]["threshold"] == pytest.approx(model.summary.threshold)
     bad = [s for s in saved["skipped"] if s["path"].endswith("person999_virus_1.jpeg")]
-    assert bad and "not a decodable image" in bad[0]["reason"]
+    assert bad and bad[0]["reason"].startswith(R.UNREADABLE_HEADER)  # cut inside its header
+    # ingest's own files at the root are neither films nor worth a line in the report
+    assert not [s for s in saved["skipped"] if s["path"].rsplit("/", 1)[1].startswith("_")]
     lines = (out / "predictions.csv").read_text().strip().splitlines()
     assert len(lines) - 1 == saved["metrics"]["counts"]["total"]
     page = (out / "report.html").read_text()
@@ -120,8 +169,8 @@ def test_cli_rejects_bad_flag(capsys):
 
 
 def test_evaluate_validation_part_matches_training(spark, trained, tree, tmp_path):
-    cfg, summary, _ = trained
+    cfg, model, _ = trained
     doc = evaluate(spark, EvalConfig(data=str(tree), model=cfg.model_out, out=str(tmp_path / "v"),
                                      split="validation"))
-    assert doc["metrics"]["counts"]["total"] == summary["split"]["validation"]["films"]
-    assert doc["metrics"]["roc_auc"] == pytest.approx(summary["validation_metrics"]["roc_auc"])
+    assert doc.metrics["counts"]["total"] == model.summary.split["validation"]["films"]
+    assert doc.metrics["roc_auc"] == pytest.approx(model.summary.validation_metrics["roc_auc"])

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from pipeline.manifest import COLUMNS, ManifestRow, from_csv, mark_duplicates, to_csv
+from pipeline.data.manifest import COLUMNS, ManifestRow, from_csv, mark_duplicates, to_csv
 
 
 def row(path: str, sha256: str = "a" * 64, **changes) -> ManifestRow:

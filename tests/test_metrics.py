@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.metrics import (binary_metrics, headline, pr_auc, roc_auc, threshold_for_sensitivity,
+from pipeline.report.metrics import (binary_metrics, headline, pr_auc, roc_auc, threshold_for_sensitivity,
                               wilson_interval)
 
 # 10 films: labels and scores chosen so every cell is easy to count by hand.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.patients import patient_id
+from pipeline.data.patients import patient_id
 
 KNOWN = [
     ("person1_bacteria_1.jpeg", "person1"),

@@ -1,25 +1,22 @@
-"""The stderr progress bar: redraws in place, always shows the end, ends its line."""
+"""The transfer progress shown on stderr: counts and volume as they advance, nothing when off."""
 from __future__ import annotations
 
 import io
 
-from pipeline.progress import ProgressBar
+from pipeline.runtime.progress import file_progress
 
 
-def test_bar_draws_first_and_last_state_and_ends_line() -> None:
+def test_progress_shows_the_final_counts_and_volume() -> None:
     out = io.StringIO()
-    bar = ProgressBar(stream=out, width=10, interval=3600)
-    for done in range(1, 5):
-        bar(done, 4, done * 1_000_000)
-    bar.close()
-    frames = out.getvalue().split("\r")[1:]
-    assert frames[0].startswith("[##........] 1/4 files, 1.0 MB")
-    assert frames[-1].startswith("[##########] 4/4 files, 4.0 MB")
-    assert len(frames) == 2  # the interval suppresses the middle ones
-    assert out.getvalue().endswith("\n")
+    with file_progress(True, out) as update:
+        for done in range(1, 5):
+            update(done, 4, done * 1_000_000)
+    text = out.getvalue()
+    assert "4/4" in text and "4.0 MB" in text
 
 
-def test_unused_bar_writes_nothing() -> None:
+def test_disabled_progress_writes_nothing() -> None:
     out = io.StringIO()
-    ProgressBar(stream=out).close()
+    with file_progress(False, out) as update:
+        assert update is None
     assert out.getvalue() == ""

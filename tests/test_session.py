@@ -7,7 +7,7 @@ import sys
 from tests.reliability.runner import LOCAL_ENV
 
 PROGRAM = """
-from pipeline.session import get_session
+from pipeline.runtime.session import get_session
 spark = get_session("python-worker-check", "local[1]")
 print("workers ran", spark.sparkContext.parallelize([1, 2], 1).map(lambda x: x + 1).sum())
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.patients import patient_id
-from pipeline.split import validation_mask
+from pipeline.data.patients import patient_id
+from pipeline.data.split import validation_mask
 
 
 def _frame() -> pd.DataFrame:

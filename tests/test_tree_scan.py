@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tree_scan import TreeError, scan_tree
+from pipeline.data.tree import TreeError
+from pipeline.ingest.tree_scan import scan_tree
+from tests import reasons as R
 from tests.trees import image_bytes, valid_tree, write
 
 
 def reasons(root: Path, **kwargs) -> dict[str, str]:
     """rel_path -> reject reason of a scan."""
-    return {r.rel_path: r.reason for r in scan_tree(root, **kwargs).rejects}
+    return {r.path: r.reason for r in scan_tree(root, **kwargs).skipped}
 
 
 def test_valid_tree_every_image_is_a_candidate(tmp_path: Path) -> None:
@@ -20,7 +22,7 @@ def test_valid_tree_every_image_is_a_candidate(tmp_path: Path) -> None:
     assert scan.splits == ("train", "val")
     assert [f.rel_path for f in scan.files] == sorted(f.rel_path for f in scan.files)
     assert len(scan.files) == 8
-    assert scan.rejects == [] and scan.warnings == []
+    assert scan.skipped == [] and scan.warnings == []
     first = scan.files[0]
     assert (first.split, first.class_name) == ("train", "NORMAL")
     assert first.size == (tmp_path / first.rel_path).stat().st_size
@@ -46,7 +48,7 @@ def test_required_split_missing_is_named(tmp_path: Path) -> None:
 def test_file_named_like_a_split_is_not_one(tmp_path: Path) -> None:
     valid_tree(tmp_path, splits=("train",))
     write(tmp_path / "val", b"not a folder")
-    assert reasons(tmp_path) == {"val": "not a split folder (expected one of train, val, test)"}
+    assert reasons(tmp_path) == {"val": R.NOT_A_SPLIT}
     with pytest.raises(TreeError, match=r"missing split folder\(s\) .*: val$"):
         scan_tree(tmp_path, splits=["train", "val"])
 
@@ -78,16 +80,16 @@ def test_bad_entries_are_rejected_with_reasons(tmp_path: Path) -> None:
     write(cls / "a:b.jpeg", image_bytes())
     got = reasons(tmp_path)
     assert got == {
-        ".DS_Store": "hidden file or folder",
-        "train/NORMAL/.DS_Store": "hidden file or folder",
-        "train/NORMAL/notes.txt": "not an image file name (expected .jpeg, .jpg, .png)",
-        "train/NORMAL/empty.jpeg": "empty file (0 bytes)",
-        "train/NORMAL/nested": "folder inside a class folder (not scanned)",
-        "train/OTHER": "unknown class folder (expected one of NORMAL, PNEUMONIA)",
-        "train/loose.jpeg": "file outside a class folder",
-        "extra": "not a split folder (expected one of train, val, test)",
-        "README.md": "not a split folder (expected one of train, val, test)",
-        "train/NORMAL/a:b.jpeg": "file name contains ':' (not allowed in HDFS paths)",
+        ".DS_Store": R.HIDDEN,
+        "train/NORMAL/.DS_Store": R.HIDDEN,
+        "train/NORMAL/notes.txt": R.BAD_SUFFIX,
+        "train/NORMAL/empty.jpeg": R.EMPTY,
+        "train/NORMAL/nested": R.NESTED_FOLDER,
+        "train/OTHER": R.unknown_class_folder("OTHER"),
+        "train/loose.jpeg": R.OUTSIDE_CLASS_FOLDER,
+        "extra": R.NOT_A_SPLIT,
+        "README.md": R.NOT_A_SPLIT,
+        "train/NORMAL/a:b.jpeg": R.COLON,
     }
     assert len(scan_tree(tmp_path).files) == 8
 
@@ -99,10 +101,10 @@ def test_empty_and_missing_class_folders_warn(tmp_path: Path) -> None:
     scan = scan_tree(tmp_path)
     assert scan.warnings == ["val/NORMAL/: no images in class folder",
                              "val/PNEUMONIA/: class folder missing"]
-    assert [r.rel_path for r in scan.rejects] == ["val/NORMAL/.hidden.jpeg"]
+    assert [r.path for r in scan.skipped] == ["val/NORMAL/.hidden.jpeg"]
 
 
-def test_symlinks_outside_the_tree_are_not_followed(tmp_path: Path) -> None:
+def test_symlinks_are_never_followed(tmp_path: Path) -> None:
     root = valid_tree(tmp_path / "chest_xray")
     outside = write(tmp_path / "secret.jpeg", image_bytes(seed=99))
     cls = root / "train" / "NORMAL"
@@ -113,11 +115,12 @@ def test_symlinks_outside_the_tree_are_not_followed(tmp_path: Path) -> None:
     (cls / "in.jpeg").symlink_to(inside)
     got = reasons(root)
     assert got == {
-        "train/NORMAL/out.jpeg": "symbolic link pointing outside the tree (not followed)",
-        "train/NORMAL/outdir": "symbolic link pointing outside the tree (not followed)",
-        "train/NORMAL/dangling.jpeg": "broken symbolic link",
+        "train/NORMAL/out.jpeg": R.LINK_OUTSIDE,
+        "train/NORMAL/outdir": R.LINK_OUTSIDE,
+        "train/NORMAL/dangling.jpeg": R.LINK_BROKEN,
+        "train/NORMAL/in.jpeg": R.LINK,  # its target is ingested under its own name
     }
-    assert "train/NORMAL/in.jpeg" in {f.rel_path for f in scan_tree(root).files}
+    assert inside.relative_to(root).as_posix() in {f.rel_path for f in scan_tree(root).files}
 
 
 def test_odd_file_kinds_and_names(tmp_path: Path) -> None:
@@ -130,8 +133,8 @@ def test_odd_file_kinds_and_names(tmp_path: Path) -> None:
     with open(bad_name, "wb") as out:
         out.write(image_bytes(seed=52))
     scan = scan_tree(tmp_path)
-    got = {r.rel_path: r.reason for r in scan.rejects}
-    assert got.pop("train/PNEUMONIA/pipe.jpeg") == "not a regular file"
-    assert list(got.values()) == ["file name is not valid UTF-8"]
+    got = {r.path: r.reason for r in scan.skipped}
+    assert got.pop("train/PNEUMONIA/pipe.jpeg") == R.NOT_REGULAR
+    assert list(got.values()) == [R.NOT_UTF8]
     names = {f.rel_path for f in scan.files}
     assert {"train/PNEUMONIA/with space ünïcode 東京.jpeg", "train/PNEUMONIA/UPPER.JPG"} <= names

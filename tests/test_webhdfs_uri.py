@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipeline import config
-from pipeline.webhdfs import DestinationError, parse_destination
+from pipeline.fs.webhdfs import DestinationError, parse_destination
 
 
 @pytest.mark.parametrize(

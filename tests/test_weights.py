@@ -7,7 +7,7 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 from pipeline.featurizer import DeepImageFeaturizer
-from pipeline.models import build_backbone
+from pipeline.featurizer.models import build_backbone
 from tests.trees import write_image
 
 

@@ -16,7 +16,7 @@ from hdfs import InsecureClient
 
 from pipeline import config
 from pipeline.cluster.health import get_json, url
-from pipeline.sample_data import write_tree
+from pipeline.data.sample_data import write_tree
 from tests.cli import run_cli
 from tests.reliability.runner import start, submit
 

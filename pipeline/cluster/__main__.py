@@ -7,20 +7,20 @@ status  each daemon's health and web UI; exit 1 when something is unhealthy
 env     `export` lines for spark-submit --master yarn: eval "$(python -m pipeline.cluster env)"
 lock    re-pin the sha256 of Hadoop's jars after changing the pom or HADOOP_VERSION
 
-Problems a user can fix (a port in use, no Java 17) end as one line on stderr and exit 1.
+The command-line contract is every entry point's (``pipeline.runtime.cli``): problems a user
+can fix (a port in use, no Java 17) end as one ``error:`` line on stderr and exit 2; `status`
+exits 1 when something is unhealthy.
 """
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import sys
 
 from pipeline import config
 from pipeline.cluster import conf, docker, health, jars, native
 from pipeline.cluster.errors import ClusterError
-
-log = logging.getLogger("pipeline.cluster")
+from pipeline.runtime.cli import EXIT_UNHEALTHY, base_parser, run_job
 
 
 def mode() -> str:
@@ -48,40 +48,36 @@ def status(current: str) -> int:
           f"(WebHDFS {health.url('namenode_http', '/webhdfs/v1/')})")
     healthy = all(check.ok for check in checks)
     print("healthy" if healthy else "UNHEALTHY: see the logs above, or `make cluster-up`")
-    return 0 if healthy else 1
+    return 0 if healthy else EXIT_UNHEALTHY
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.cluster",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("up", "down", "status", "env", "lock"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command == "env":
-            for key, value in conf.spark_env().items():
-                print(f"export {key}={shlex.quote(value)}")
-            # Executors and driver run the Python that printed this, unless one is chosen.
-            print(f'export PYSPARK_PYTHON="${{PYSPARK_PYTHON:-{sys.executable}}}"')
-            return 0
-        if args.command == "lock":
-            jars.write_lock()
-            return 0
-        current = mode()
-        if args.command == "status":
-            return status(current)
-        if current == "docker":
-            docker.up() if args.command == "up" else docker.down()
-        elif args.command == "up":
-            native.up()
-        else:
-            native.down()
+def parser() -> argparse.ArgumentParser:
+    p = base_parser(__doc__.split("\n\n")[0], spark=False, prog="python -m pipeline.cluster")
+    p.add_argument("command", choices=("up", "down", "status", "env", "lock"))
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.command == "env":
+        for key, value in conf.spark_env().items():
+            print(f"export {key}={shlex.quote(value)}")
+        # Executors and driver run the Python that printed this, unless one is chosen.
+        print(f'export PYSPARK_PYTHON="${{PYSPARK_PYTHON:-{sys.executable}}}"')
         return 0
-    except ClusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    if args.command == "lock":
+        jars.write_lock()
+        return 0
+    current = mode()
+    if args.command == "status":
+        return status(current)
+    if current == "docker":
+        docker.up() if args.command == "up" else docker.down()
+    elif args.command == "up":
+        native.up()
+    else:
+        native.down()
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_job(main, parser())

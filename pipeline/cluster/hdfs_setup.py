@@ -21,7 +21,7 @@ from hdfs import InsecureClient
 
 from pipeline import config
 from pipeline.cluster import conf, health
-from pipeline.webhdfs import rename_replacing
+from pipeline.fs.webhdfs import rename_replacing
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pipeline.cluster.errors import ClusterError
 
 
 def _one_line_error(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and done.stderr.strip().endswith(errors[0]), done.stderr

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from hdfs import InsecureClient
 
+from pipeline.data.rules import Duplicate
 from pipeline.config import HDFS_USER, MANIFEST_NAME, STATE_NAME
-from pipeline.hdfs_checksum import ChecksumKind, file_checksum, reported_checksum
-from pipeline.ingest import Report, ingest
-from pipeline.manifest import ManifestRow, UploadRecord, from_csv
+from pipeline.fs.hdfs_checksum import ChecksumKind, file_checksum, reported_checksum
+from pipeline.ingest.upload import Report, ingest
+from pipeline.data.manifest import ManifestRow, UploadRecord, from_csv
+from tests import reasons as R
 from tests.cli import COMMAND, ENV, assert_one_line_error, run_cli, unused_port
 from tests.trees import image_bytes, valid_tree, write
 
@@ -22,14 +24,14 @@ pytestmark = pytest.mark.cluster
 
 VALID = 13
 REJECTED = {
-    "train/NORMAL/.DS_Store": "hidden",
-    "train/NORMAL/notes.txt": "not an image file name",
-    "train/NORMAL/text.jpeg": "not a JPEG or PNG image",
-    "train/NORMAL/zero.jpeg": "empty file",
-    "train/PNEUMONIA/truncated.jpeg": "cannot be decoded",
-    "train/OTHER": "unknown class folder",
-    "train/PNEUMONIA/outside.jpeg": "symbolic link pointing outside the tree",
-    "val/NORMAL/empty": "folder inside a class folder",
+    "train/NORMAL/.DS_Store": R.HIDDEN,
+    "train/NORMAL/notes.txt": R.BAD_SUFFIX,
+    "train/NORMAL/text.jpeg": R.NOT_JPEG_OR_PNG,
+    "train/NORMAL/zero.jpeg": R.EMPTY,
+    "train/PNEUMONIA/truncated.jpeg": R.UNDECODABLE,
+    "train/OTHER": R.unknown_class_folder("OTHER"),
+    "train/PNEUMONIA/outside.jpeg": R.LINK_OUTSIDE,
+    "val/NORMAL/empty": R.NESTED_FOLDER,
 }
 UNICODE = "train/NORMAL/with space ünï 東京.jpeg"
 #: Characters that mean something in URLs: they must reach HDFS as part of the name.
@@ -88,11 +90,11 @@ def test_first_run_uploads_valid_images_and_lists_rejects(tmp_path: Path, hdfs: 
     report = run(tree, hdfs_dir)
 
     assert (report.uploaded, report.skipped, report.failures) == (VALID, 0, [])
-    reasons = {r.rel_path: r.reason for r in report.rejects}
+    reasons = {r.path: r.reason for r in report.rejects}
     assert set(reasons) == set(REJECTED)
     for path, fragment in REJECTED.items():
         assert fragment in reasons[path], (path, reasons[path])
-    assert report.duplicates == [("train/PNEUMONIA/copy.jpeg", "train/NORMAL/IM-0001-0001.jpeg")]
+    assert report.duplicates == [Duplicate("train/PNEUMONIA/copy.jpeg", "train/NORMAL/IM-0001-0001.jpeg")]
     assert {"test/NORMAL/: no images in class folder",
             "test/PNEUMONIA/: class folder missing"} <= set(report.warnings)
 
@@ -139,7 +141,7 @@ def test_rerun_uploads_nothing_and_keeps_the_manifest(tmp_path: Path, hdfs: Inse
     first = read(hdfs, f"{hdfs_dir}/{MANIFEST_NAME}")
     report = run(tree, hdfs_dir)
     assert (report.uploaded, report.skipped, report.bytes_uploaded) == (0, VALID, 0)
-    assert {r.rel_path for r in report.rejects} == set(REJECTED)
+    assert {r.path for r in report.rejects} == set(REJECTED)
     assert read(hdfs, f"{hdfs_dir}/{MANIFEST_NAME}") == first
 
 
@@ -223,7 +225,7 @@ def test_corrupted_local_file_is_rejected_and_reported(tmp_path: Path, hdfs: Ins
     (tree / corrupted).write_bytes((tree / corrupted).read_bytes()[:300])
     report = run(tree, hdfs_dir)
     assert (report.uploaded, report.skipped) == (0, 7)
-    assert [r.rel_path for r in report.rejects] == [corrupted]
+    assert [r.path for r in report.rejects] == [corrupted]
     assert any(w.startswith(f"{corrupted}: HDFS copy from an earlier run") for w in
                report.warnings)
     assert corrupted not in manifest_of(hdfs, hdfs_dir)
@@ -237,21 +239,42 @@ def big_tree(root: Path, count: int) -> Path:
     return root
 
 
-def test_crash_then_rerun_uploads_only_what_is_missing(tmp_path: Path, hdfs: InsecureClient,
-                                                       hdfs_dir: str) -> None:
-    total = 120
-    tree = big_tree(tmp_path / "chest_xray", total)
-    crashed = subprocess.Popen([*COMMAND, str(tree), f"hdfs://{hdfs_dir}/crashed", "--threads", "2"],
-                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def interrupted(tree: Path, hdfs: InsecureClient, hdfs_dir: str, sig: int) -> tuple[int, str]:
+    """Run the ingest CLI into ``hdfs_dir``, send ``sig`` once 20 files are on HDFS, and
+    return its exit status and stderr."""
+    proc = subprocess.Popen([*COMMAND, str(tree), f"hdfs://{hdfs_dir}", "--threads", "2"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        folder = f"{hdfs_dir}/crashed/train/NORMAL"
+        folder = f"{hdfs_dir}/train/NORMAL"
         listing = hdfs.list(folder) if hdfs.status(folder, strict=False) else []
         if len([name for name in listing if not name.startswith(".")]) >= 20:
             break
         time.sleep(0.02)
-    crashed.send_signal(signal.SIGKILL)
-    crashed.wait()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def test_sigterm_stops_with_one_line_and_no_partial_file(tmp_path: Path, hdfs: InsecureClient,
+                                                         hdfs_dir: str) -> None:
+    """The contract of every entry point: 143 and one line; uploads already under way finish
+    under their temporary names and are renamed, so nothing half-written is left."""
+    tree = big_tree(tmp_path / "chest_xray", 120)
+    code, err = interrupted(tree, hdfs, hdfs_dir, signal.SIGTERM)
+    assert code == 143, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("error: stopped by SIGTERM"), err[-3000:]
+    assert "Traceback" not in err
+    left = hdfs_files(hdfs, hdfs_dir)
+    assert 20 <= len(left) < 120 and MANIFEST_NAME not in left, "not stopped midway"
+    assert not [p for p in left if posixpath.basename(p).startswith(".")], "temp files left"
+
+
+def test_crash_then_rerun_uploads_only_what_is_missing(tmp_path: Path, hdfs: InsecureClient,
+                                                       hdfs_dir: str) -> None:
+    total = 120
+    tree = big_tree(tmp_path / "chest_xray", total)
+    interrupted(tree, hdfs, f"{hdfs_dir}/crashed", signal.SIGKILL)
     present = {p for p in hdfs_files(hdfs, f"{hdfs_dir}/crashed")
                if not posixpath.basename(p).startswith(".")}
     assert 20 <= len(present) < total, "the run was not interrupted midway"

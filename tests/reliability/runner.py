@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pipeline import config
-from pipeline.cli import run_job
+from pipeline.runtime.cli import run_job
 
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
 #: Local mode as the Makefile runs it; workers import the checkout's ``pipeline``.

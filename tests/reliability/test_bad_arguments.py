@@ -136,7 +136,7 @@ def test_spark_submit_error_is_one_line_and_verbose_shows_the_trace(tree, tmp_pa
                           f"data URI {missing} does not exist")
     code, output = submit("train", *_train(missing, tmp_path), "--verbose")
     assert code == 2
-    assert "Traceback (most recent call last)" in output and "DatasetError" in output
+    assert "Traceback (most recent call last)" in output and "TreeError" in output
 
 
 @pytest.mark.cluster

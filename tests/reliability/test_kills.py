@@ -23,9 +23,10 @@ import pytest
 from pyspark.ml import PipelineModel
 
 from pipeline import config
-from pipeline.evaluation import EvalConfig, evaluate
-from pipeline.storage import prepare_output
-from pipeline.training import TrainConfig, train
+from pipeline.featurizer.evaluation import EvalConfig, evaluate
+from pipeline.fs.storage import prepare_output
+from pipeline.featurizer.summary import TrainConfig
+from pipeline.featurizer.training import train
 from tests.reliability.runner import LOCAL_ENV, Running, start
 from tests.trees import valid_tree
 
@@ -121,7 +122,7 @@ def test_train_stopped_by_sigterm_tidies_up_and_says_so(runs, step, record_prope
     assert job.wait(120) == 143, job.output[-3000:]
     record_property("exit_after_signal_s", round(time.monotonic() - signalled, 1))
     errors = [line for line in job.output.splitlines() if line.startswith("error:")]
-    assert errors == ["error: stopped by SIGTERM; outputs under their final names are unchanged"], \
+    assert errors == ["error: stopped by SIGTERM; nothing half-written is left under a final name"], \
         job.output[-3000:]
     assert snapshot(final) == before
     assert leftovers(final) == [], job.output[-4000:]  # its own, and the SIGKILLed runs'

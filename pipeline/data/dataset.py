@@ -1,0 +1,147 @@
+"""Reading a ``chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}`` tree from any Hadoop URI.
+
+The tree is listed once on the driver by the one walk (``pipeline.data.tree``), and every
+file is either accepted (with its split, label, patient and side of the validation split) or
+skipped with a reason that names it; nothing is dropped silently. An empty or missing class
+folder is a warning. Symbolic links (local trees) are skipped, never followed. Spark then
+reads only the known class folders, with the image source or as raw bytes, and only the
+accepted files go on: Spark's own listing of those folders does follow links, and a join on
+the accepted paths drops what else it read before the featurizer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
+
+from pipeline import config
+from pipeline.data import rules
+from pipeline.data.patients import patient_id
+from pipeline.data.rules import Duplicate, Skipped
+from pipeline.data.split import validation_mask
+from pipeline.data.tree import Entry, Lister, TreeError, walk
+from pipeline.fs.storage import HadoopFS, local_path
+
+log = logging.getLogger(__name__)
+
+#: Columns of the metadata every image row carries. ``is_val``: the film is in the
+#: patient-grouped validation part of train (``Listing.with_validation``).
+META_SCHEMA = StructType([
+    StructField("path", StringType(), False),
+    StructField("split", StringType(), False),
+    StructField("label", DoubleType(), False),
+    StructField("patient_id", StringType(), False),
+    StructField("is_val", BooleanType(), False),
+])
+
+#: sha256 of each file's bytes (image source: of its decoded pixels), to find duplicates.
+HASH_COL = "sha256"
+
+
+@dataclass
+class Listing:
+    """What a scan of the tree found: accepted image files and skipped files with reasons."""
+
+    root: str
+    images: pd.DataFrame  # META_SCHEMA's columns
+    skipped: list[Skipped] = field(default_factory=list)
+    #: Problems that are not one file's: empty or missing class folders.
+    warnings: list[str] = field(default_factory=list)
+
+    def with_validation(self, fraction: float, seed: int) -> Listing:
+        """This listing with ``is_val`` set on the train films of the patient-grouped
+        validation part (``pipeline.data.split``: the one split every program uses)."""
+        train = self.images[self.images["split"] == "train"]
+        chosen = set(train["path"][validation_mask(train, fraction, seed)])
+        return dataclasses.replace(self, images=self.images.assign(
+            is_val=self.images["path"].isin(chosen)))
+
+    def log_summary(self) -> None:
+        counts = self.images.groupby(["split", "label"]).size().to_dict()
+        log.info("%s: %d images %s, %d skipped", self.root, len(self.images),
+                 {f"{s}/{config.CLASS_NAMES[int(lbl)]}": n for (s, lbl), n in counts.items()},
+                 len(self.skipped))
+        for item in self.skipped:
+            log.warning("skipped %s: %s", item.path, item.reason)
+        for warning in self.warnings:
+            log.warning("%s", warning)
+
+
+def _hadoop_lister(fs: HadoopFS, base: str) -> Lister:
+    """Folder listings through the Hadoop FileSystem; on a local tree a symbolic link is
+    reported, not followed (Hadoop's local file system would follow it, out of the tree)."""
+    real_root = local_path(base).resolve() if base.startswith("file:") else None
+
+    def list_folder(folder: str) -> list[Entry]:
+        entries = []
+        for item in fs.list_dir(folder):
+            name = item.path.rstrip("/").rpartition("/")[2]
+            if real_root is not None and os.path.islink(local_path(item.path)):
+                entries.append(Entry(name, item.path,
+                                     problem=rules.link_reason(local_path(item.path), real_root)))
+            else:
+                entries.append(Entry(name, item.path, item.is_dir, item.size))
+        return entries
+    return list_folder
+
+
+def scan_tree(spark: SparkSession, root: str, splits: tuple[str, ...]) -> Listing:
+    """List ``root`` and sort every file of ``splits`` into accepted images or skipped.
+    Other splits are the business of the job that reads them: not even listed (evaluating
+    test must not walk train's thousands of films)."""
+    fs = HadoopFS(spark, root)
+    if not fs.exists(root):
+        raise TreeError(f"data URI {root} does not exist")
+    base = fs.qualify(root).rstrip("/")
+    found = walk(base, _hadoop_lister(fs, base), splits)
+    rows = [(f.path, f.split, float(config.CLASSES[f.class_name]), patient_id(f.path), False)
+            for f in found.files]
+    images = pd.DataFrame(rows, columns=[f.name for f in META_SCHEMA.fields])
+    if images.empty:
+        raise TreeError(f"no images found under {base} for splits {', '.join(splits)}")
+    return Listing(base, images, [Skipped(f"{base}/{s.path}", s.reason) for s in found.skipped],
+                   [f"{base}/{w}" for w in found.warnings])
+
+
+def _origin_as_path(origin):
+    """The image source reports ``file:///a%20b.png``; Hadoop paths read ``file:/a b.png``."""
+    decoded = F.url_decode(F.regexp_replace(origin, r"\+", "%2B"))
+    return F.regexp_replace(decoded, "^file:///", "file:/")
+
+
+def read_images(spark: SparkSession, listing: Listing, reader: str = config.DEFAULT_READER) -> DataFrame:
+    """The accepted images with their metadata (``META_SCHEMA``) and an ``image`` column: the
+    image-source struct (``reader="image"``) or the file's bytes (``"binaryFile"``)."""
+    if reader not in config.READERS:
+        raise ValueError(f"reader must be one of {config.READERS}, got {reader!r}")
+    folders = sorted({p.rsplit("/", 1)[0] for p in listing.images["path"]})
+    raw = spark.read.format(reader).option("recursiveFileLookup", "true").load(folders)
+    if reader == "image":
+        raw = raw.select(_origin_as_path(F.col("image.origin")).alias("path"), "image",
+                         F.sha2(F.col("image.data"), 256).alias(HASH_COL))
+    else:
+        raw = raw.select("path", F.col("content").alias("image"),
+                         F.sha2(F.col("content"), 256).alias(HASH_COL))
+    return raw.join(F.broadcast(metadata(spark, listing)), on="path", how="inner")
+
+
+def metadata(spark: SparkSession, listing: Listing) -> DataFrame:
+    """The listing's films as a DataFrame of ``META_SCHEMA``."""
+    return spark.createDataFrame(listing.images[[f.name for f in META_SCHEMA.fields]],
+                                 schema=META_SCHEMA)
+
+
+def duplicates(images: DataFrame) -> list[Duplicate]:
+    """Each image whose bytes (image source: pixels) equal an earlier one's in path order, as
+    ingest's manifest flags them. They are kept, not dropped: a warning, because a copy on
+    both sides of a split inflates the metrics."""
+    groups = (images.groupBy(HASH_COL).agg(F.sort_array(F.collect_list("path")).alias("paths"))
+              .filter(F.size("paths") > 1).collect())
+    return sorted((Duplicate(path, g.paths[0]) for g in groups for path in g.paths[1:]),
+                  key=lambda d: d.path)

@@ -1,0 +1,297 @@
+"""DeepImageFeaturizer: sparkdl's transfer-learning featurizer on Spark 4 and Keras 3.
+
+A Spark ML Transformer that runs a headless CNN over an image column and emits a feature
+vector per row. It takes either Spark's image-source struct or raw file bytes (``binaryFile``),
+batches rows through one model per Python worker, and persists with the rest of a
+PipelineModel.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark import SparkFiles, TaskContext, keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol, HasSeed
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import ArrayType, BinaryType, FloatType, StringType, StructField, StructType
+
+from pipeline import config
+from pipeline.data.images import decode_bytes, struct_to_rgb
+from pipeline.data.rules import ImageError
+from pipeline.featurizer.models import (IMAGENET, NO_WEIGHTS, build_backbone, get_model,
+                                       load_feature_extractor)
+from pipeline.fs.storage import HadoopFS
+
+log = logging.getLogger(__name__)
+
+POOLINGS = ("avg", "max", "none")
+_RESULT = StructType([
+    StructField("features", ArrayType(FloatType())),
+    StructField("error", StringType()),
+])
+
+
+def _to_weights(value: object) -> str:
+    """``None`` (Keras' spelling of random init) is stored as ``"none"`` so it persists."""
+    return NO_WEIGHTS if value is None else TypeConverters.toString(value)
+
+
+def _to_pooling(value: object) -> str:
+    pooling = "none" if value is None else TypeConverters.toString(value)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    return pooling
+
+
+class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
+                          DefaultParamsReadable, DefaultParamsWritable):
+    """Features from a named ImageNet CNN with its classifier removed.
+
+    Output rows whose image cannot be decoded get a null vector, and the reason in
+    ``errorCol`` when that is set, so one bad file never fails a job over thousands.
+    """
+
+    #: Saved PipelineModels name the stage by its class's module: keep the public path that
+    #: models saved before the package layout named (and that users import) stable.
+    __module__ = "pipeline.featurizer"
+
+    modelName = Param(Params._dummy(), "modelName", "named CNN from the registry",
+                      typeConverter=TypeConverters.toString)
+    weights = Param(Params._dummy(), "weights",
+                    "'imagenet', 'none' (random init from seed) or a weights/.keras file URI",
+                    typeConverter=_to_weights)
+    pooling = Param(Params._dummy(), "pooling",
+                    "'avg' or 'max' global pooling, or 'none' for sparkdl's flattened maps",
+                    typeConverter=_to_pooling)
+    batchSize = Param(Params._dummy(), "batchSize", "images per model call",
+                      typeConverter=TypeConverters.toInt)
+    errorCol = Param(Params._dummy(), "errorCol",
+                     "column for the reason a row has no features ('' for none)",
+                     typeConverter=TypeConverters.toString)
+    modelFile = Param(Params._dummy(), "modelFile",
+                      "a .keras classifier (local or Hadoop URI) whose penultimate layer gives the "
+                      "features, fed raw 0-255 RGB at its own input size; replaces modelName "
+                      "('' for none)", typeConverter=TypeConverters.toString)
+
+    @keyword_only
+    def __init__(self, *, inputCol: str = "image", outputCol: str = "features",
+                 modelName: str = config.DEFAULT_MODEL, weights: str | None = IMAGENET,
+                 pooling: str = config.DEFAULT_POOLING, batchSize: int = config.DEFAULT_BATCH_SIZE,
+                 errorCol: str = "", seed: int = config.SEED, modelFile: str = "") -> None:
+        super().__init__()
+        self._setDefault(inputCol="image", outputCol="features", modelName=config.DEFAULT_MODEL,
+                         weights=IMAGENET, pooling=config.DEFAULT_POOLING,
+                         batchSize=config.DEFAULT_BATCH_SIZE, errorCol="", seed=config.SEED,
+                         modelFile="")
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, inputCol: str = "image", outputCol: str = "features",
+                  modelName: str = config.DEFAULT_MODEL, weights: str | None = IMAGENET,
+                  pooling: str = config.DEFAULT_POOLING, batchSize: int = config.DEFAULT_BATCH_SIZE,
+                  errorCol: str = "", seed: int = config.SEED,
+                  modelFile: str = "") -> "DeepImageFeaturizer":
+        kwargs = dict(self._input_kwargs)
+        if "weights" in kwargs:  # Params._set skips the converter for None
+            kwargs["weights"] = _to_weights(kwargs["weights"])
+        if "modelName" in kwargs:
+            get_model(kwargs["modelName"])  # fail at construction, listing the valid names
+        return self._set(**kwargs)
+
+    def getModelName(self) -> str:
+        return self.getOrDefault(self.modelName)
+
+    def getWeights(self) -> str:
+        return self.getOrDefault(self.weights)
+
+    def getPooling(self) -> str:
+        return self.getOrDefault(self.pooling)
+
+    def getBatchSize(self) -> int:
+        return self.getOrDefault(self.batchSize)
+
+    def getErrorCol(self) -> str:
+        return self.getOrDefault(self.errorCol)
+
+    def getModelFile(self) -> str:
+        return self.getOrDefault(self.modelFile)
+
+    def worker_config(self) -> "WorkerConfig":
+        """Everything a Python worker needs to rebuild this featurizer's model."""
+        return WorkerConfig(self.getModelName(), self.getWeights(), self.getPooling(),
+                            self.getBatchSize(), self.getOrDefault(self.seed),
+                            self.getModelFile())
+
+    def check_weights(self, spark: SparkSession) -> None:
+        """Load a weights file into the backbone once, here on the driver: a file for another
+        architecture, or no weights file at all, then fails the job in seconds with one line
+        instead of in every task attempt on the executors. Nothing to do for "imagenet" and
+        "none"."""
+        cfg = self.worker_config()
+        if cfg.weights in (IMAGENET, NO_WEIGHTS):
+            return
+        with tempfile.TemporaryDirectory() as local:
+            path = Path(local) / os.path.basename(cfg.weights)
+            HadoopFS(spark, cfg.weights).copy_to_local(cfg.weights, path)
+            build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, str(path))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        cfg = self.worker_config()
+        get_model(cfg.model_name)
+        if cfg.weights not in (IMAGENET, NO_WEIGHTS):
+            dataset.sparkSession.sparkContext.addFile(cfg.weights)
+        if cfg.model_file:
+            cfg = replace(cfg, model_file=_stage_model_file(dataset.sparkSession, cfg.model_file))
+        in_type = dataset.schema[self.getInputCol()].dataType
+        if isinstance(in_type, BinaryType):
+            udf = _bytes_udf(cfg)
+        elif isinstance(in_type, StructType) and "data" in in_type.fieldNames():
+            udf = _struct_udf(cfg)
+        else:
+            raise ValueError(f"inputCol {self.getInputCol()!r} must be an image struct or binary, "
+                             f"not {in_type.simpleString()}")
+        tmp = f"__{self.uid}_result"
+        # Non-deterministic keeps Spark from inlining the UDF into both field extractions below,
+        # which would run the CNN twice.
+        out = dataset.withColumn(tmp, udf.asNondeterministic()(F.col(self.getInputCol())))
+        feats = F.col(tmp)["features"]
+        out = out.withColumn(self.getOutputCol(), F.when(feats.isNotNull(), array_to_vector(feats)))
+        if self.getErrorCol():
+            out = out.withColumn(self.getErrorCol(), F.col(tmp)["error"])
+        return out.drop(tmp)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    model_name: str
+    weights: str
+    pooling: str
+    batch_size: int
+    seed: int
+    model_file: str = ""
+
+
+class _Runner:
+    """One model per Python worker: built on first use, reused by every later task."""
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        started = time.monotonic()
+        self.cfg = cfg
+        if cfg.model_file:
+            self.model, self.size = load_feature_extractor(_local(cfg.model_file))
+            self.preprocess = np.asarray  # the model rescales raw RGB itself
+            log.info("loaded %s (%d px) in %.1fs", cfg.model_file, self.size, time.monotonic() - started)
+            return
+        spec = get_model(cfg.model_name)
+        local = None if cfg.weights in (IMAGENET, NO_WEIGHTS) else _local(cfg.weights)
+        self.size = spec.input_size
+        self.preprocess = spec.preprocess()
+        self.model = build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, local)
+        log.info("built %s (weights=%s) in %.1fs", cfg.model_name, cfg.weights,
+                 time.monotonic() - started)
+
+    def features(self, images: list[np.ndarray]) -> np.ndarray:
+        """Batched forward pass; spatial outputs are pooled or flattened per ``pooling``."""
+        outs = []
+        for start in range(0, len(images), self.cfg.batch_size):
+            x = np.stack(images[start:start + self.cfg.batch_size]).astype(np.float32)
+            outs.append(np.asarray(self.model.predict_on_batch(self.preprocess(x))))
+        out = np.concatenate(outs)
+        if out.ndim == 4:
+            out = {"avg": lambda a: a.mean(axis=(1, 2)), "max": lambda a: a.max(axis=(1, 2)),
+                   "none": lambda a: a.reshape(len(a), -1)}[self.cfg.pooling](out)
+        return out.astype(np.float32, copy=False)
+
+    def run(self, decode_jobs: list) -> pd.DataFrame:
+        """Decode each row (a callable giving RGB), featurize the good ones, report the rest."""
+        n = len(decode_jobs)
+        feats: list = [None] * n
+        errors: list = [None] * n
+        images, kept = [], []
+        for i, job in enumerate(decode_jobs):
+            try:
+                images.append(job(self.size))
+                kept.append(i)
+            except ImageError as exc:
+                errors[i] = str(exc)
+        if images:
+            for i, row in zip(kept, self.features(images)):
+                feats[i] = row
+        return pd.DataFrame({"features": feats, "error": errors})
+
+
+def _local(uri: str) -> str:
+    """A file shipped with ``addFile``: its copy on this worker (the URI itself on the driver)."""
+    return SparkFiles.get(os.path.basename(uri)) if TaskContext.get() else uri
+
+
+_STAGED: dict[tuple[str, str], str] = {}
+
+
+def _stage_model_file(spark: SparkSession, uri: str) -> str:
+    """A uniquely named local copy of ``uri``, added with ``addFile`` once per application.
+    SparkFiles keys files by name alone, and every fine-tuned model is called model.keras."""
+    key = (spark.sparkContext.applicationId, uri)
+    if key not in _STAGED:
+        local = os.path.join(tempfile.mkdtemp(prefix="xray-model-file-"),
+                             f"{uuid.uuid4().hex[:12]}-{os.path.basename(uri.rstrip('/'))}")
+        with open(local, "wb") as f:
+            f.write(HadoopFS(spark, uri).read_bytes(uri))
+        spark.sparkContext.addFile(local)
+        _STAGED[key] = local
+    return _STAGED[key]
+
+
+_RUNNERS: dict[WorkerConfig, _Runner] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def runner_for(cfg: WorkerConfig) -> _Runner:
+    """This worker's model for ``cfg``, built once. TensorFlow gets as many threads as the
+    task has CPUs (``spark.task.cpus``): two single-threaded workers on two cores beat one
+    worker whose two threads fight over small convolutions."""
+    with _RUNNERS_LOCK:
+        if cfg not in _RUNNERS:
+            ctx = TaskContext.get()
+            if ctx is not None:
+                threads = str(max(int(ctx.cpus()), 1))
+                for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+                    os.environ.setdefault(var, threads)
+                os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            _RUNNERS[cfg] = _Runner(cfg)
+        return _RUNNERS[cfg]
+
+
+def _bytes_udf(cfg: WorkerConfig):
+    @pandas_udf(_RESULT)
+    def featurize_bytes(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        runner = runner_for(cfg)
+        for batch in batches:
+            yield runner.run([lambda size, b=b: decode_bytes(b, size) for b in batch])
+    return featurize_bytes
+
+
+def _struct_udf(cfg: WorkerConfig):
+    @pandas_udf(_RESULT)
+    def featurize_structs(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        runner = runner_for(cfg)
+        for batch in batches:
+            rows = zip(batch["height"], batch["width"], batch["nChannels"], batch["data"])
+            yield runner.run([lambda size, r=r: struct_to_rgb(*r, size) for r in rows])
+    return featurize_structs

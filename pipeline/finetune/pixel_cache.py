@@ -1,0 +1,115 @@
+"""The decoded-pixel cache that the training task streams: Spark decodes every image once.
+
+Spark reads the tree's files, decodes and resizes them in parallel (``decode_bytes``, the same
+pixels Keras' ``load_img`` gives) and writes Parquet to a Hadoop URI: per film the listing's
+metadata (path, split, label, patient, ``is_val``: the patient-grouped validation part of
+train), the sha256 of its bytes (duplicates), ``pixels`` (``size*size*3`` uint8 RGB bytes)
+and ``error`` (why a file has no pixels). Rows are dealt
+round-robin across files and shuffled within each, so any run of rows mixes both classes.
+``training_rows`` hands the good films to the training task in one partition.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import pandas as pd
+from pyspark import RDD
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BinaryType, StringType, StructField, StructType
+
+from pipeline import config
+from pipeline.data.dataset import HASH_COL, META_SCHEMA, Listing, duplicates, read_images
+from pipeline.data.images import decode_bytes
+from pipeline.data.rules import Duplicate, ImageError, Skipped
+
+log = logging.getLogger(__name__)
+
+SCHEMA = StructType(META_SCHEMA.fields + [
+    StructField(HASH_COL, StringType(), False),
+    StructField("pixels", BinaryType(), True),
+    StructField("error", StringType(), True),
+])
+#: What the job trains on, selects on, and scores.
+SUBSETS = ("train", "validation", "test")
+#: What the training task receives per film.
+TASK_COLUMNS = ("path", "split", "label", "is_val", "pixels")
+#: Cache files of about this many bytes: enough tasks to decode in parallel, few small files.
+_FILE_BYTES = 64 << 20
+
+
+def subset_name(split: str, is_val: bool) -> str:
+    """``train`` (fitting), ``validation`` (the patient-grouped part of train) or ``test``."""
+    if split == "train":
+        return "validation" if is_val else "train"
+    return split
+
+
+@dataclass
+class PixelCache:
+    """Where the cache is and what it holds: good films per subset and class, the files that
+    could not be decoded, and byte-identical copies."""
+
+    uri: str
+    image_size: int
+    counts: dict[str, dict[str, int]]
+    skipped: list[Skipped]
+    duplicates: list[Duplicate]
+
+
+def _decoder(size: int):
+    def decode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            pixels, errors = [], []
+            for data in batch["image"]:
+                try:
+                    pixels.append(decode_bytes(data, size).tobytes())
+                    errors.append(None)
+                except ImageError as exc:
+                    pixels.append(None)
+                    errors.append(str(exc))
+            yield batch.drop(columns="image").assign(pixels=pixels, error=errors)
+    return decode
+
+
+def write_pixel_cache(spark: SparkSession, listing: Listing, image_size: int, uri: str,
+                      seed: int = config.SEED) -> PixelCache:
+    """Decode ``listing``'s films at ``image_size`` into Parquet at ``uri``."""
+    row_bytes = image_size * image_size * 3
+    parts = max(spark.sparkContext.defaultParallelism,
+                math.ceil(len(listing.images) * row_bytes / _FILE_BYTES))
+    decoded = (read_images(spark, listing, "binaryFile")
+               .select(*(f.name for f in META_SCHEMA.fields), HASH_COL, "image")
+               .repartition(parts)
+               .mapInPandas(_decoder(image_size), SCHEMA)
+               .sortWithinPartitions(F.rand(seed)))
+    decoded.write.parquet(uri)
+    meta = spark.read.parquet(uri).select("path", "split", "label", "is_val", HASH_COL, "error")
+    counts: dict[str, dict[str, int]] = {name: {cls: 0 for cls in config.CLASSES} for name in SUBSETS}
+    for row in meta.filter(F.col("error").isNull()).groupBy("split", "is_val", "label").count().collect():
+        counts[subset_name(row["split"], row["is_val"])][config.CLASS_NAMES[int(row["label"])]] = row["count"]
+    skipped = [Skipped(r["path"], r["error"])
+               for r in meta.filter(F.col("error").isNotNull()).orderBy("path").collect()]
+    for item in skipped:
+        log.warning("not decodable, left out: %s: %s", item.path, item.reason)
+    copies = duplicates(meta)
+    for item in copies:
+        log.warning("duplicate %s is byte-identical to %s", item.path, item.duplicate_of)
+    log.info("pixel cache %s: %d files of %dx%d films %s, %d undecodable, %d duplicates", uri,
+             parts, image_size, image_size, counts, len(skipped), len(copies))
+    return PixelCache(uri, image_size, counts, skipped, copies)
+
+
+def training_rows(spark: SparkSession, uri: str) -> RDD:
+    """The decoded films of the cache at ``uri`` as one partition of ``TASK_COLUMNS`` rows.
+
+    The shuffle into one partition is how the data reaches the training task: every cache
+    file is read in parallel, Spark moves the rows to the task's executor with its own
+    transport and Hadoop configuration (any URI, its credentials), and only that executor
+    receives them. The task consumes them as a stream.
+    """
+    return (spark.read.parquet(uri).filter(F.col("error").isNull()).select(*TASK_COLUMNS)
+            .repartition(1).rdd)

@@ -1,0 +1,1 @@
+"""Files on any Hadoop URI (atomic outputs), WebHDFS for ingest and tasks, HDFS checksums."""

@@ -1,0 +1,1 @@
+"""The ingest program: a local chest_xray tree into HDFS, validated, resumable, with a manifest."""

@@ -1,0 +1,1 @@
+"""What a run reports: the metrics, the one metrics document, its plots and pages, comparisons."""

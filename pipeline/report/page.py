@@ -1,0 +1,132 @@
+"""Evaluation outputs a clinician can open: metrics.json, two plots, one self-contained HTML.
+
+The ``MetricsDocument`` is the single source: the JSON is it verbatim, the plots and the page
+are drawn from it, so the numbers a reader sees are the numbers a script reads.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from pipeline.report.document import MetricsDocument  # noqa: E402
+
+
+def plot_confusion(doc: MetricsDocument, path: Path) -> None:
+    cm = doc.metrics["confusion_matrix"]["rows_actual_cols_predicted"]
+    labels = doc.metrics["confusion_matrix"]["labels"]
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=120)
+    ax.imshow(cm, cmap="Blues")
+    for i in range(2):
+        total = sum(cm[i]) or 1
+        for j in range(2):
+            dark = cm[i][j] > max(max(r) for r in cm) / 2
+            ax.text(j, i, f"{cm[i][j]}\n({100 * cm[i][j] / total:.1f}%)", ha="center",
+                    va="center", color="white" if dark else "black")
+    ax.set_xticks([0, 1], labels)
+    ax.set_yticks([0, 1], labels)
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("Actual")
+    ax.set_title(f"Confusion matrix (threshold {doc.metrics['threshold']:.3f})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_roc(curves: list[tuple[str, MetricsDocument]], path: Path) -> None:
+    """ROC curves of one or more runs (``(label, doc)``), each with its operating point."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=120)
+    for label, doc in curves:
+        m = doc.metrics
+        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+        line, = ax.plot(doc.roc["fpr"], doc.roc["tpr"], label=f"{label} (AUC {auc})")
+        if m["specificity"] is not None and m["sensitivity"] is not None:
+            ax.plot([1 - m["specificity"]], [m["sensitivity"]], "o", color=line.get_color())
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+    ax.set_xlabel("False positive rate (1 - specificity)")
+    ax.set_ylabel("True positive rate (sensitivity)")
+    ax.set_title("ROC (dot: chosen threshold)")
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def embed_png(path: Path) -> str:
+    """An <img> with the PNG inline, so a report is one file a clinician can mail or open offline."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _ci(interval: list[float] | None) -> str:
+    return "" if interval is None else f", 95% CI {_pct(interval[0])} to {_pct(interval[1])}"
+
+
+def _plain_language(m: dict) -> str:
+    cm = m["confusion_matrix"]
+    pos, neg = cm["tp"] + cm["fn"], cm["tn"] + cm["fp"]
+    return (f"<p>Of <b>{pos}</b> films with pneumonia, <b>{cm['tp']}</b> were flagged "
+            f"(sensitivity {_pct(m['sensitivity'])}{_ci(m['sensitivity_ci95'])}); "
+            f"missed: <b>{cm['fn']}</b>.</p>"
+            f"<p>Of <b>{neg}</b> normal films, <b>{cm['tn']}</b> were cleared "
+            f"(specificity {_pct(m['specificity'])}{_ci(m['specificity_ci95'])}); "
+            f"sent for a second read: <b>{cm['fp']}</b>.</p>")
+
+
+def render_html(doc: MetricsDocument, out_dir: Path) -> str:
+    m = doc.metrics
+    esc = html.escape
+    banner = ""
+    # Frozen random features only check the pipeline; a fine-tuned network starts random too
+    # but is then trained, so the warning is the featurizer arm's alone.
+    if doc.weights == "none" and doc.method == "featurizer+lr":
+        banner = ('<p class="warn">Features come from a randomly initialised network '
+                  '(weights=none): this run checks the pipeline; it is not a clinical result.</p>')
+    rows = "".join(
+        f"<tr><td>{esc(k)}</td><td>{'n/a' if m[k] is None else f'{m[k]:.4f}'}</td></tr>"
+        for k in ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc"))
+    timings = "".join(f"<tr><td>{esc(k)}</td><td>{v:.1f} s</td></tr>"
+                      for k, v in doc.timings_s.items())
+    skipped = "".join(f"<li>{esc(s.path)}: {esc(s.reason)}</li>" for s in doc.skipped)
+    notes = [*doc.warnings, *(f"{d.path} is a byte-identical copy of {d.duplicate_of} "
+                              "(scored twice)" for d in doc.duplicates)]
+    warnings = "".join(f"<li>{esc(note)}</li>" for note in notes)
+    counts = m["counts"]
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Pneumonia screening evaluation: {esc(doc.model_name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .6rem}}
+.warn{{background:#fff3cd;border:1px solid #e0c36c;padding:.6rem}}.plots img{{max-width:48%}}
+.key{{font-size:1.3rem}}</style></head><body>
+<h1>Pneumonia screening evaluation</h1>{banner}
+<p>{esc(doc.method)} &middot; model <b>{esc(doc.model_name)}</b> &middot; weights
+<b>{esc(str(doc.weights))}</b> &middot; split <b>{esc(doc.split)}</b> of
+<code>{esc(doc.data)}</code> &middot; {counts['total']} films
+({counts['PNEUMONIA']} pneumonia, {counts['NORMAL']} normal) &middot; {esc(doc.created)}</p>
+<div class="key">{_plain_language(m)}</div>
+<p>Decision threshold <b>{m['threshold']:.4f}</b>: {esc(doc.threshold_source)}</p>
+<div class="plots">{embed_png(out_dir / 'confusion_matrix.png')} {embed_png(out_dir / 'roc.png')}</div>
+<h2>Metrics</h2><table>{rows}</table>
+<h2>Timings</h2><table>{timings}</table><p>{doc.images_per_s:.1f} images/s end to end.</p>
+<h2>Files not scored ({len(doc.skipped)})</h2><ul>{skipped}</ul>
+<h2>Warnings ({len(notes)})</h2><ul>{warnings}</ul>
+<p><small>A screening aid for research use, not a medical device: every film still needs a
+qualified reader. Schema {esc(doc.schema)}.</small></p></body></html>"""
+
+
+def write_metrics_report(out_dir: Path, doc: MetricsDocument) -> None:
+    """Write ``metrics.json``, ``confusion_matrix.png``, ``roc.png`` and ``report.html``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(doc.to_json())
+    plot_confusion(doc, out_dir / "confusion_matrix.png")
+    plot_roc([(doc.model_name, doc)], out_dir / "roc.png")
+    (out_dir / "report.html").write_text(render_html(doc, out_dir), encoding="utf-8")

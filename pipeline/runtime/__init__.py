@@ -1,0 +1,2 @@
+"""What every entry point shares: the command-line contract, SIGTERM handling, the Spark
+session and its named steps."""

@@ -1,0 +1,143 @@
+"""The SparkSession the jobs share, and named steps for the Spark UI.
+
+Settings here are defaults: anything given to spark-submit (``--conf``, ``spark-conf/``)
+wins, because ``SparkSession.builder`` only fills what is not already set.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession
+
+from pipeline import config
+from pipeline.runtime import shutdown
+from pipeline.runtime.cli import one_line
+
+log = logging.getLogger(__name__)
+
+#: Small Arrow batches: each row carries an image, and one Arrow batch is one model call.
+#: Films are small files whose cost is the CNN, not the open: Spark's default open cost
+#: (each file counts as 4 MB more than it is) packs about 8 films into a task, and the fixed
+#: cost of each task then took a third of the throughput (bench/featurize.py: 0.65x plain
+#: Keras at 8 films a task, 0.97-0.99x at 64-124). With 256 KB, a 32 MB partition holds about
+#: 120 of the dataset's films (70 of 200 KB originals), and a retried task redoes seconds.
+#: Outputs (models, reports, feature caches) hold patient-derived data: whatever the client's
+#: Hadoop configuration says, folders are created 750 and files 640 (umask 027).
+#: A ResourceManager that does not answer fails the submit in about 30 s instead of YARN's
+#: 15 minutes of retries (each attempt is Hadoop IPC's 10 connection tries, 1 s apart; then
+#: one retry after 5 s). The application master inherits it: an RM gone for longer than
+#: that mid-job ends the job, which a re-run resumes from the feature cache.
+#: A NameNode whose host does not answer at all (powered off, packets dropped) fails a job in
+#: about 20 s instead of 15 minutes (45 tries of 20 s each): 4 tries of 5 s. A refused
+#: connection (daemon down, host up) fails at once either way.
+DEFAULTS = {
+    "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.DEFAULT_BATCH_SIZE),
+    "spark.sql.files.maxPartitionBytes": "32m",
+    "spark.sql.files.openCostInBytes": "256k",
+    "spark.python.worker.reuse": "true",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.ui.showConsoleProgress": "true",
+    "spark.hadoop.fs.permissions.umask-mode": "027",
+    "spark.hadoop.yarn.resourcemanager.connect.max-wait.ms": "5000",
+    "spark.hadoop.yarn.resourcemanager.connect.retry-interval.ms": "5000",
+    "spark.hadoop.ipc.client.connect.timeout": "5000",
+    "spark.hadoop.ipc.client.connect.max.retries.on.timeouts": "3",
+}
+
+
+def get_session(app_name: str, master: str | None = None, verbose: bool = False) -> SparkSession:
+    """The job's session; workers run this interpreter unless spark-submit says otherwise.
+
+    A session that cannot start (no ResourceManager, no HDFS for the event log) raises a
+    RuntimeError whose message is one line; Spark's own log of it, a Java stack trace, is
+    kept off the console unless ``verbose``.
+    """
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    conf = dict(DEFAULTS)
+    # The JVM first: only there is what spark-submit and spark-defaults.conf set visible
+    # (a SparkConf made before it is empty, and the defaults would override the user's).
+    SparkContext._ensure_initialized()
+    given = SparkConf()
+    if "PYSPARK_PYTHON" not in os.environ:
+        # spark-submit turns spark.pyspark.python into this variable; started from plain
+        # ``python`` nothing does, and pyspark would start workers with whatever ``python3``
+        # is first on PATH (without our libraries).
+        python = given.get("spark.pyspark.python", sys.executable)
+        os.environ["PYSPARK_PYTHON"] = python
+        conf["spark.pyspark.python"] = python
+    for key, value in conf.items():
+        if not given.contains(key):
+            builder = builder.config(key, value)
+    try:
+        with _startup_log(verbose):
+            spark = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - the JVM's reasons come in many types
+        where = master or given.get("spark.master", "local[*]")
+        raise RuntimeError(f"Spark could not start on {where}: {one_line(exc)}") from exc
+    spark.sparkContext.setLogLevel("WARN")
+    if spark.sparkContext.master.startswith("yarn"):
+        ship_package(spark)
+    return spark
+
+
+@contextlib.contextmanager
+def _startup_log(verbose: bool) -> Iterator[None]:
+    """Silence SparkContext's logger while the context starts, unless ``verbose``."""
+    log4j = SparkContext._jvm.org.apache.logging.log4j
+    name = "org.apache.spark.SparkContext"
+    if not verbose:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.OFF)
+    try:
+        yield
+    finally:
+        if not verbose:
+            log4j.core.config.Configurator.setLevel(name, None)  # back to its parent's level
+
+
+def ship_package(spark: SparkSession) -> None:
+    """Send this ``pipeline`` package to the executors: on a multi-node cluster they have the
+    Python libraries (see README) but not our checkout."""
+    package = Path(__file__).resolve().parent
+    archive = Path(tempfile.mkdtemp(prefix="xray-py-")) / "pipeline.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, path.relative_to(package.parent))
+    spark.sparkContext.addPyFile(str(archive))
+    # Executors fetch it from the driver lazily: it must outlive the job, not the process.
+    atexit.register(shutil.rmtree, archive.parent, True)
+    log.info("shipped %s (%d KB) to the executors", archive.name, archive.stat().st_size // 1024)
+
+
+@contextlib.contextmanager
+def step(spark: SparkSession, name: str, timings: dict[str, float] | None = None) -> Iterator[None]:
+    """Name the Spark jobs run inside as one pipeline step (Spark UI and History Server) and
+    record its wall time in ``timings``."""
+    shutdown.check()
+    sc = spark.sparkContext
+    sc.setJobGroup(name.replace(" ", "-"), name)
+    sc.setJobDescription(name)
+    started = time.monotonic()
+    log.info("step %r started", name)
+    try:
+        yield
+    finally:
+        elapsed = time.monotonic() - started
+        if timings is not None:
+            timings[name] = round(elapsed, 3)
+        log.info("step %r took %.1fs", name, elapsed)
+        sc.setJobDescription(None)  # type: ignore[arg-type]
+    shutdown.check()
