@@ -4,7 +4,9 @@
 
 Methods, each timed in steady state (models built and workers warm, as in a long job):
   keras        plain single-process Keras: load_img + preprocess_input + predict, batch by batch
+  keras-bf16   the same, built under Keras' mixed_bfloat16 policy (float32 weights)
   ours-binary  DeepImageFeaturizer on spark.read.format("binaryFile")
+  ours-bf16    the same with precision="bfloat16"
   ours-image   DeepImageFeaturizer on spark.read.format("image")
   peer         what a user writes from Databricks' docs: binaryFile + an iterator pandas UDF
                that builds the model once per worker and predicts each Arrow batch
@@ -59,11 +61,11 @@ def peer_udf(name: str, seed: int):
     return predict
 
 
-def plain_keras(files: list[Path], name: str, seed: int, batch: int) -> float:
+def plain_keras(files: list[Path], name: str, seed: int, batch: int, precision: str) -> float:
     import keras
 
     spec = get_model(name)
-    model = build_backbone(name, "none", "avg", seed)
+    model = build_backbone(name, "none", "avg", seed, precision=precision)
     model.predict_on_batch(np.zeros((1, spec.input_size, spec.input_size, 3), np.float32))
     started = time.perf_counter()
     for i in range(0, len(files), batch):
@@ -81,10 +83,11 @@ def spark_run(spark, method: str, folder: Path, name: str, seed: int, batch: int
     if method == "peer":
         df = spark.read.format("binaryFile").load(uri).select(peer_udf(name, seed)("content"))
     else:
-        reader = "binaryFile" if method == "ours-binary" else "image"
+        reader = "image" if method == "ours-image" else "binaryFile"
         df = spark.read.format(reader).load(uri)
         df = df.withColumnRenamed("content", "image") if reader == "binaryFile" else df
-        df = DeepImageFeaturizer(modelName=name, weights=None, seed=seed, batchSize=batch) \
+        df = DeepImageFeaturizer(modelName=name, weights=None, seed=seed, batchSize=batch,
+                                 precision="bfloat16" if method == "ours-bf16" else "float32") \
             .transform(df).select("features")
     df.write.format("noop").mode("overwrite").save()
     return time.perf_counter() - started
@@ -117,13 +120,15 @@ def main() -> None:
     confs = ["spark.ui.showConsoleProgress=false", *args.conf]
     os.environ["PYSPARK_SUBMIT_ARGS"] = " ".join(f"--conf {c}" for c in confs) + " pyspark-shell"
     spark = get_session("bench-featurize", args.master)
-    methods = ["keras", "ours-binary", "ours-image", "peer"]
-    for m in methods[1:]:  # build each worker's model once, as a long job would have
+    methods = ["keras", "keras-bf16", "ours-binary", "ours-bf16", "ours-image", "peer"]
+    for m in methods[2:]:  # build each worker's model once, as a long job would have
         spark_run(spark, m, tmp / "warm", args.model, args.seed, args.batch_size)
     best: dict[str, float] = {}
     for r in range(args.rounds):
         for m in methods:
-            secs = (plain_keras(files, args.model, args.seed, args.batch_size) if m == "keras"
+            secs = (plain_keras(files, args.model, args.seed, args.batch_size,
+                                "bfloat16" if m == "keras-bf16" else "float32")
+                    if m.startswith("keras")
                     else spark_run(spark, m, tmp / "films", args.model, args.seed, args.batch_size))
             best[m] = max(best.get(m, 0.0), len(files) / secs)
             print(f"round {r + 1} {m:12s} {len(files) / secs:7.2f} images/s", flush=True)
@@ -135,6 +140,8 @@ def main() -> None:
     for ours in ("ours-binary", "ours-image"):
         print(f"{ours} / keras = {best[ours] / best['keras']:.2f} (goal >= 0.95); "
               f"{ours} / peer = {best[ours] / best['peer']:.2f} (goal > 1)")
+    print(f"ours-bf16 / keras (float32) = {best['ours-bf16'] / best['keras']:.2f} (goal >= 1.5); "
+          f"ours-bf16 / keras-bf16 = {best['ours-bf16'] / best['keras-bf16']:.2f} (goal >= 0.95)")
     spark.stop()
     shutil.rmtree(tmp)
 

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from pipeline import config
-from pipeline.runtime.cli import base_parser, run_job
+from pipeline.runtime.cli import add_precision, base_parser, run_job
 from pipeline.featurizer.evaluation import VALIDATION, EvalConfig, evaluate
 from pipeline.runtime.session import get_session
 
@@ -22,13 +22,15 @@ def parser() -> argparse.ArgumentParser:
                    help="a folder of the tree, or 'validation': the patient-grouped part of "
                         "train that the model's training held out")
     p.add_argument("--reader", default=config.DEFAULT_READER, choices=config.READERS)
+    add_precision(p, None, "(unset: the precision the model was trained in)")
     return p
 
 
 def main(args: argparse.Namespace) -> None:
     spark = get_session("xray-evaluate", args.master, args.verbose)
     doc = evaluate(spark, EvalConfig(data=args.data, model=args.model, out=args.out,
-                                     split=args.split, reader=args.reader))
+                                     split=args.split, reader=args.reader,
+                                     precision=args.precision))
     print(json.dumps({k: doc.metrics[k] for k in SHOWN}, indent=2))
     print(f"report: {args.out.rstrip('/')}/report.html")
 

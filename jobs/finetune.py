@@ -12,7 +12,7 @@ import os
 
 from pipeline import config
 from pipeline.finetune.barrier import GPU_MODES
-from pipeline.runtime.cli import base_parser, run_job
+from pipeline.runtime.cli import add_precision, base_parser, run_job
 from pipeline.finetune.job import BACKENDS, SCORED_SPLITS, FinetuneConfig, finetune
 from pipeline.runtime.session import get_session
 
@@ -50,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
                    help="auto: a GPU when the cluster offers one (spark.executor.resource.gpu.amount)")
     p.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
                    choices=BACKENDS, help="Keras backend of the training task")
+    add_precision(p, config.PRECISION, "(the training task's device; float16, with loss "
+                  "scaling, for GPUs older than compute capability 8.0)",
+                  ("float32", "bfloat16", "float16", "auto"))
     return p
 
 
@@ -60,11 +63,13 @@ def main(args: argparse.Namespace) -> None:
         unfreeze_epochs=args.unfreeze_epochs, learning_rate=args.learning_rate,
         unfreeze_learning_rate=args.unfreeze_learning_rate, seed=args.seed,
         target_sensitivity=args.target_sensitivity, val_fraction=args.val_fraction,
-        max_images=args.max_images, split=args.split, gpu=args.gpu, backend=args.backend)
+        max_images=args.max_images, split=args.split, gpu=args.gpu, backend=args.backend,
+        precision=args.precision)
     cfg.check()
     doc = finetune(get_session(f"xray-finetune-{args.arch}", args.master), cfg)
     print(json.dumps({"split": doc.split, **{k: doc.metrics[k] for k in SHOWN},
-                      "device": doc.training["device"]}, indent=2))
+                      "device": doc.training["device"], "precision": doc.training["precision"]},
+                     indent=2))
     print(f"report: {args.out.rstrip('/')}/report.html")
 
 

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from pipeline import config
-from pipeline.runtime.cli import base_parser, run_job
+from pipeline.runtime.cli import add_precision, base_parser, run_job
 from pipeline.runtime.session import get_session
 from pipeline.featurizer.summary import TrainConfig
 from pipeline.featurizer.training import train
@@ -30,6 +30,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target-sensitivity", type=float, default=config.TARGET_SENSITIVITY)
     p.add_argument("--val-fraction", type=float, default=config.VALIDATION_FRACTION)
     p.add_argument("--seed", type=int, default=config.SEED)
+    add_precision(p, config.PRECISION)
+    p.add_argument("--draft-decode", action=argparse.BooleanOptionalAction,
+                   default=config.DRAFT_DECODE,
+                   help="decode JPEGs at least twice the input size at a reduced scale (faster "
+                        "on full-resolution films, pixels differ slightly from a full decode)")
     return p
 
 
@@ -40,7 +45,8 @@ def main(args: argparse.Namespace) -> None:
         pooling=args.pooling, batch_size=args.batch_size, reader=args.reader,
         features_cache=args.features_cache, max_iter=args.max_iter, reg_param=args.reg_param,
         elastic_net=args.elastic_net, target_sensitivity=args.target_sensitivity,
-        val_fraction=args.val_fraction, seed=args.seed)).summary
+        val_fraction=args.val_fraction, seed=args.seed, precision=args.precision,
+        draft_decode=args.draft_decode)).summary
     print(json.dumps({"model": args.model_out, "threshold": summary.threshold,
                       "validation": {k: summary.validation_metrics[k] for k in
                                      ("sensitivity", "specificity", "roc_auc")}}, indent=2))

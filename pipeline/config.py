@@ -44,6 +44,13 @@ DEFAULT_POOLING = "avg"
 DEFAULT_BATCH_SIZE = 32
 #: Default reader: "binaryFile" ships compressed bytes to Python (see README: Readers).
 DEFAULT_READER = "binaryFile"
+#: Decode a JPEG at least twice the model's input size straight to near that size (libjpeg's
+#: DCT scaling, Pillow's draft mode) rather than in full and then resized. Off: the pixels
+#: then differ from Keras' load_img (see README, Full-resolution films).
+DRAFT_DECODE = False
+#: Compute precision of the featurizer and fine-tuning (pipeline.runtime.precision): "auto"
+#: takes bfloat16 where the hardware runs it fast, float32 elsewhere.
+PRECISION = "auto"
 READERS = ("binaryFile", "image")
 
 # --- classifier (the reference report's values as the starting point) -----------------------

@@ -54,10 +54,24 @@ def runs(spark, tree, tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
     weights = base / "inception_notop.weights.h5"
     build_model("inceptionv3", 75, weights="none").get_layer("inception_v3").save_weights(weights)
-    return {"cnn": (base / "cnn", _run(tree, base / "cnn", "--arch", "cnn", "--image-size", "32")),
+    return {"cnn": (base / "cnn", _run(tree, base / "cnn", "--arch", "cnn", "--image-size", "32",
+                                       "--precision", "bfloat16")),
             "inceptionv3": (base / "inc", _run(tree, base / "inc", "--arch", "inceptionv3",
                                                "--image-size", "75", "--weights", str(weights),
-                                               "--unfreeze-epochs", "1"))}
+                                               "--unfreeze-epochs", "1", "--precision", "float32"))}
+
+
+@pytest.mark.parametrize("arch,precision", [("cnn", "bfloat16"), ("inceptionv3", "float32")])
+def test_trains_in_the_precision_asked_with_float32_scores(runs, arch, precision):
+    """Mixed precision: the convolutions compute in bfloat16, the weights and the sigmoid
+    output stay float32 (the saved model too)."""
+    out, doc = runs[arch]
+    assert doc["training"]["precision"] == precision
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    convs = [layer for layer in model._flatten_layers() if "conv" in type(layer).__name__.lower()]
+    assert convs and {layer.compute_dtype for layer in convs} == {precision}
+    assert {w.dtype for w in model.trainable_weights} == {"float32"}
+    assert model.get_layer("pneumonia").compute_dtype == "float32"
 
 
 @pytest.mark.parametrize("arch", ["cnn", "inceptionv3"])

@@ -93,3 +93,21 @@ def test_other_formats_named_jpeg_are_refused_as_ingest_refuses_them(tmp_path, f
     data = image_bytes(40, 30, "L", fmt)
     with pytest.raises(ImageError, match="not a JPEG or PNG image"):
         decode_bytes(data, 32)
+
+
+def test_draft_decode_reads_a_large_jpeg_at_reduced_scale(tmp_path):
+    """Draft mode: close to the full decode (same film, a DCT-scaled read), and not applied to
+    a JPEG under twice the size, nor to a PNG; a truncated large JPEG is still refused."""
+    gradient = np.add.outer(np.arange(900), np.arange(1200)) * 255 // 2100
+    Image.fromarray(gradient.astype(np.uint8), "L").save(tmp_path / "big.jpeg", quality=92)
+    data = (tmp_path / "big.jpeg").read_bytes()
+    full, draft = decode_bytes(data, 299), decode_bytes(data, 299, draft=True)
+    assert draft.shape == full.shape == (299, 299, 3)
+    assert not np.array_equal(draft, full)
+    assert np.abs(draft.astype(int) - full.astype(int)).mean() < 2.0
+    small = _bytes(tmp_path, "small.jpeg", 500, 400)
+    assert np.array_equal(decode_bytes(small, 299, draft=True), decode_bytes(small, 299))
+    png = _bytes(tmp_path, "big.png", 1200, 900)
+    assert np.array_equal(decode_bytes(png, 299, draft=True), decode_bytes(png, 299))
+    with pytest.raises(ImageError, match=r"cannot be decoded \("):
+        decode_bytes(data[: len(data) // 2], 299, draft=True)

@@ -43,14 +43,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def decode_bytes(data: bytes, size: int) -> np.ndarray:
+def decode_bytes(data: bytes, size: int, draft: bool = False) -> np.ndarray:
     """Decode an encoded film into ``uint8[size, size, 3]`` RGB; ImageError if unusable.
 
-    Always a full decode: libjpeg's reduced-scale decoding would be faster on large films but
-    would no longer match what Keras users get from ``load_img``, and decoding costs a few
-    percent of the CNN's time anyway.
+    By default a full decode, exactly what Keras users get from ``load_img``. ``draft``: a
+    JPEG at least twice ``size`` is decoded by libjpeg at a reduced scale first (faster on
+    full-resolution films, slightly different pixels: see ``rules.open_image``).
     """
-    with open_image(data) as img:
+    with open_image(data, draft_size=size if draft else None) as img:
         return np.asarray(_to_rgb(img).resize((size, size), Image.BILINEAR))
 
 

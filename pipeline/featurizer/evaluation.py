@@ -19,6 +19,7 @@ from pipeline.fs.storage import HadoopFS, atomic_output, prepare_output
 from pipeline.report.document import MetricsDocument
 from pipeline.report.metrics import headline
 from pipeline.report.page import write_metrics_report
+from pipeline.runtime import precision
 from pipeline.runtime.session import step
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class EvalConfig:
     out: str
     split: str = "test"
     reader: str = config.DEFAULT_READER
+    #: None: the precision the model was trained with (``runtime.precision``).
+    precision: str | None = None
 
 
 def _listing_for(spark: SparkSession, cfg: EvalConfig, saved: SavedModel) -> Listing:
@@ -55,6 +58,8 @@ def evaluate(spark: SparkSession, cfg: EvalConfig) -> MetricsDocument:
     timings: dict[str, float] = {}
     saved = load_model(spark, cfg.model)
     featurizer, classifier = saved.featurizer, saved.classifier
+    if cfg.precision:
+        featurizer = featurizer.copy({featurizer.precision: precision.resolve(cfg.precision)})
     prepare_output(spark, cfg.out)
     with step(spark, f"scan {cfg.split}", timings):
         listing = _listing_for(spark, cfg, saved)

@@ -49,7 +49,8 @@ def _featurizer_identity(featurizer: DeepImageFeaturizer) -> dict:
     """What decides the features: a cache made with anything else is not reused."""
     cfg = featurizer.worker_config()
     return {"model_name": cfg.model_name, "weights": cfg.weights, "pooling": cfg.pooling,
-            "seed": cfg.seed, "model_file": cfg.model_file, "cache_format": _CACHE_FORMAT}
+            "seed": cfg.seed, "model_file": cfg.model_file, "precision": cfg.precision,
+            "draft_decode": cfg.draft_decode, "cache_format": _CACHE_FORMAT}
 
 
 def featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, listing: Listing, reader: str,

@@ -6,6 +6,7 @@ loading TensorFlow.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from pipeline.config import SEED
+from pipeline.runtime.precision import dtype_policy
 
 if TYPE_CHECKING:
     import keras
@@ -68,7 +70,8 @@ def is_model_file(weights: str) -> bool:
 
 
 def build_backbone(name: str, weights: str, pooling: str, seed: int = SEED,
-                   local_file: str | None = None, input_size: int | None = None) -> "keras.Model":
+                   local_file: str | None = None, input_size: int | None = None,
+                   precision: str | None = None) -> "keras.Model":
     """Build the headless backbone.
 
     ``weights``: ``"imagenet"`` (Keras downloads or reuses ``~/.keras/models``), ``"none"``
@@ -76,6 +79,9 @@ def build_backbone(name: str, weights: str, pooling: str, seed: int = SEED,
     the URI of a weights file (``.h5``/``.weights.h5``, no top) or a whole ``.keras`` model,
     already fetched to ``local_file``. ``input_size`` overrides the model's own (the
     fine-tuning arm trains InceptionV3 at the report's 150 px; conv weights fit any size).
+    ``precision`` (``runtime.precision``): what the network computes in, with float32 weights
+    either way, so the same seed or file gives the same weights; None keeps Keras' global
+    policy. A whole ``.keras`` model computes as it was saved.
     """
     import keras
 
@@ -84,13 +90,15 @@ def build_backbone(name: str, weights: str, pooling: str, seed: int = SEED,
         return load_model_file(local_file or weights)
     keras.utils.set_random_seed(seed)
     source = None if weights == NO_WEIGHTS else (IMAGENET if weights == IMAGENET else local_file or weights)
+    policy = dtype_policy(precision) if precision else contextlib.nullcontext()
     try:
-        return spec.constructor()(
-            include_top=False,
-            weights=source,
-            pooling=None if pooling == "none" else pooling,
-            input_shape=(input_size or spec.input_size, input_size or spec.input_size, 3),
-        )
+        with policy:
+            return spec.constructor()(
+                include_top=False,
+                weights=source,
+                pooling=None if pooling == "none" else pooling,
+                input_shape=(input_size or spec.input_size, input_size or spec.input_size, 3),
+            )
     except ValueError as exc:
         if source in (None, IMAGENET):
             raise

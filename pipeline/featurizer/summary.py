@@ -29,6 +29,10 @@ class TrainConfig:
     target_sensitivity: float = config.TARGET_SENSITIVITY
     val_fraction: float = config.VALIDATION_FRACTION
     seed: int = config.SEED
+    #: ``runtime.precision``; a summary records the precision ``auto`` chose (models saved
+    #: before this setting computed in float32).
+    precision: str = config.PRECISION
+    draft_decode: bool = config.DRAFT_DECODE
 
 
 @dataclass
@@ -65,7 +69,8 @@ class TrainingSummary:
         """The summary stored in ``data``; ValueError naming ``where`` if it is not one."""
         try:
             raw = json.loads(data)
-            images, cfg = raw.pop("images"), TrainConfig(**raw.pop("config"))
+            images, cfg = raw.pop("images"), TrainConfig(**{"precision": "float32",
+                                                            **raw.pop("config")})
             return cls(**raw, config=cfg, listed=images["listed"], featurized=images["featurized"],
                        skipped=[Skipped(**s) for s in images["skipped"]],
                        duplicates=[Duplicate(**d) for d in images["duplicates"]])

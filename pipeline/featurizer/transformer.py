@@ -35,11 +35,14 @@ from pipeline.data.images import decode_bytes, struct_to_rgb
 from pipeline.data.rules import ImageError
 from pipeline.featurizer.models import (IMAGENET, NO_WEIGHTS, build_backbone, get_model,
                                        load_feature_extractor)
+from pipeline.runtime import precision as precision_
 from pipeline.fs.storage import HadoopFS
 
 log = logging.getLogger(__name__)
 
 POOLINGS = ("avg", "max", "none")
+#: float16 is for training on older GPUs (with loss scaling), not for features.
+FEATURIZER_PRECISIONS = ("float32", "bfloat16", "auto")
 _RESULT = StructType([
     StructField("features", ArrayType(FloatType())),
     StructField("error", StringType()),
@@ -49,6 +52,10 @@ _RESULT = StructType([
 def _to_weights(value: object) -> str:
     """``None`` (Keras' spelling of random init) is stored as ``"none"`` so it persists."""
     return NO_WEIGHTS if value is None else TypeConverters.toString(value)
+
+
+def _to_precision(value: object) -> str:
+    return precision_.check(TypeConverters.toString(value), FEATURIZER_PRECISIONS)
 
 
 def _to_pooling(value: object) -> str:
@@ -87,26 +94,37 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
                       "a .keras classifier (local or Hadoop URI) whose penultimate layer gives the "
                       "features, fed raw 0-255 RGB at its own input size; replaces modelName "
                       "('' for none)", typeConverter=TypeConverters.toString)
+    precision = Param(Params._dummy(), "precision",
+                      "'float32', 'bfloat16' (float32 weights, bfloat16 compute: faster where the "
+                      "hardware has it) or 'auto' (chosen on this machine when set, and stored)",
+                      typeConverter=_to_precision)
+    draftDecode = Param(Params._dummy(), "draftDecode",
+                        "decode a JPEG at least twice the input size straight to near that size "
+                        "(libjpeg DCT scaling) instead of in full", typeConverter=TypeConverters.toBoolean)
 
     @keyword_only
     def __init__(self, *, inputCol: str = "image", outputCol: str = "features",
                  modelName: str = config.DEFAULT_MODEL, weights: str | None = IMAGENET,
                  pooling: str = config.DEFAULT_POOLING, batchSize: int = config.DEFAULT_BATCH_SIZE,
-                 errorCol: str = "", seed: int = config.SEED, modelFile: str = "") -> None:
+                 errorCol: str = "", seed: int = config.SEED, modelFile: str = "",
+                 precision: str = "float32", draftDecode: bool = config.DRAFT_DECODE) -> None:
         super().__init__()
         self._setDefault(inputCol="image", outputCol="features", modelName=config.DEFAULT_MODEL,
                          weights=IMAGENET, pooling=config.DEFAULT_POOLING,
                          batchSize=config.DEFAULT_BATCH_SIZE, errorCol="", seed=config.SEED,
-                         modelFile="")
+                         modelFile="", precision="float32", draftDecode=config.DRAFT_DECODE)
         self.setParams(**self._input_kwargs)
 
     @keyword_only
     def setParams(self, *, inputCol: str = "image", outputCol: str = "features",
                   modelName: str = config.DEFAULT_MODEL, weights: str | None = IMAGENET,
                   pooling: str = config.DEFAULT_POOLING, batchSize: int = config.DEFAULT_BATCH_SIZE,
-                  errorCol: str = "", seed: int = config.SEED,
-                  modelFile: str = "") -> "DeepImageFeaturizer":
+                  errorCol: str = "", seed: int = config.SEED, modelFile: str = "",
+                  precision: str = "float32",
+                  draftDecode: bool = config.DRAFT_DECODE) -> "DeepImageFeaturizer":
         kwargs = dict(self._input_kwargs)
+        if "precision" in kwargs:  # "auto" is decided here, on the driver, and stored
+            kwargs["precision"] = precision_.resolve(kwargs["precision"])
         if "weights" in kwargs:  # Params._set skips the converter for None
             kwargs["weights"] = _to_weights(kwargs["weights"])
         if "modelName" in kwargs:
@@ -131,11 +149,18 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
     def getModelFile(self) -> str:
         return self.getOrDefault(self.modelFile)
 
+    def getPrecision(self) -> str:
+        return self.getOrDefault(self.precision)
+
+    def getDraftDecode(self) -> bool:
+        return self.getOrDefault(self.draftDecode)
+
     def worker_config(self) -> "WorkerConfig":
         """Everything a Python worker needs to rebuild this featurizer's model."""
         return WorkerConfig(self.getModelName(), self.getWeights(), self.getPooling(),
                             self.getBatchSize(), self.getOrDefault(self.seed),
-                            self.getModelFile())
+                            self.getModelFile(), precision_.resolve(self.getPrecision()),
+                            self.getDraftDecode())
 
     def check_weights(self, spark: SparkSession) -> None:
         """Load a weights file into the backbone once, here on the driver: a file for another
@@ -184,6 +209,8 @@ class WorkerConfig:
     batch_size: int
     seed: int
     model_file: str = ""
+    precision: str = "float32"
+    draft_decode: bool = False
 
 
 class _Runner:
@@ -201,16 +228,18 @@ class _Runner:
         local = None if cfg.weights in (IMAGENET, NO_WEIGHTS) else _local(cfg.weights)
         self.size = spec.input_size
         self.preprocess = spec.preprocess()
-        self.model = build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, local)
-        log.info("built %s (weights=%s) in %.1fs", cfg.model_name, cfg.weights,
-                 time.monotonic() - started)
+        self.model = build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, local,
+                                    precision=cfg.precision)
+        log.info("built %s (weights=%s, %s) in %.1fs", cfg.model_name, cfg.weights,
+                 cfg.precision, time.monotonic() - started)
 
     def features(self, images: list[np.ndarray]) -> np.ndarray:
         """Batched forward pass; spatial outputs are pooled or flattened per ``pooling``."""
         outs = []
         for start in range(0, len(images), self.cfg.batch_size):
             x = np.stack(images[start:start + self.cfg.batch_size]).astype(np.float32)
-            outs.append(np.asarray(self.model.predict_on_batch(self.preprocess(x))))
+            # bfloat16 outputs become float32 before any pooling here: classifiers take float32
+            outs.append(np.asarray(self.model.predict_on_batch(self.preprocess(x))).astype(np.float32))
         out = np.concatenate(outs)
         if out.ndim == 4:
             out = {"avg": lambda a: a.mean(axis=(1, 2)), "max": lambda a: a.max(axis=(1, 2)),
@@ -283,7 +312,8 @@ def _bytes_udf(cfg: WorkerConfig):
     def featurize_bytes(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         runner = runner_for(cfg)
         for batch in batches:
-            yield runner.run([lambda size, b=b: decode_bytes(b, size) for b in batch])
+            yield runner.run([lambda size, b=b: decode_bytes(b, size, cfg.draft_decode)
+                              for b in batch])
     return featurize_bytes
 
 

@@ -23,6 +23,13 @@ def describe_device() -> str:
     """The accelerator Keras' backend uses first, else the CPU, as ``name (backend)``."""
     import keras
 
+    return f"{accelerator() or _cpu_name()} ({keras.backend.backend()})"
+
+
+def accelerator() -> str | None:
+    """The name of the GPU Keras' backend computes on first; None on a CPU."""
+    import keras
+
     backend = keras.backend.backend()
     name = None
     if backend == "jax":
@@ -40,4 +47,4 @@ def describe_device() -> str:
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
-    return f"{name or _cpu_name()} ({backend})"
+    return name

@@ -15,11 +15,12 @@ import keras
 import numpy as np
 
 from pipeline import config
-from pipeline.finetune.devices import describe_device
+from pipeline.finetune.devices import accelerator, describe_device
 from pipeline.finetune.data import PixelBatches, index_films
 from pipeline.finetune.models import build_model, compile_model, unfreeze_base
 from pipeline.finetune.plan import TrainPlan
 from pipeline.featurizer.models import NO_WEIGHTS
+from pipeline.runtime import precision
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,12 @@ def fit_and_score(plan: TrainPlan, films: str, local_weights: str | None, model_
     val = PixelBatches(index_films(films, "validation"), plan.image_size, plan.batch_size)
     weights = class_weights(train.class_counts())
     device = describe_device()
-    log.info("training %s on %s: %d films (%s), validating on %d, class weights %s",
-             plan.arch, device, train.size, train.class_counts(), val.size,
+    chosen = precision.resolve(plan.precision, gpu=accelerator() is not None, training=True)
+    log.info("training %s on %s in %s: %d films (%s), validating on %d, class weights %s",
+             plan.arch, device, chosen, train.size, train.class_counts(), val.size,
              {k: round(v, 3) for k, v in weights.items()})
-    model = build_model(plan.arch, plan.image_size, plan.weights, plan.seed, local_weights)
+    with precision.dtype_policy(chosen):  # float16: compile adds loss scaling
+        model = build_model(plan.arch, plan.image_size, plan.weights, plan.seed, local_weights)
     compile_model(model, plan.learning_rate)
     stats = EpochStats(train.size, plan.epochs + plan.unfreeze_epochs)
     best_epoch = _fit(model, plan, train, val, weights, stats)
@@ -135,5 +138,6 @@ def fit_and_score(plan: TrainPlan, films: str, local_weights: str | None, model_
                           "score": model.predict(stream, verbose=0).reshape(-1).tolist()}
     lean_copy(model).save(model_path)
     return {"history": stats.epochs, "best_epoch": best_epoch, "scores": scores,
-            "device": device, "backend": keras.backend.backend(), "class_weight": weights,
+            "device": device, "backend": keras.backend.backend(), "precision": chosen,
+            "class_weight": weights,
             "train_images": train.size}

@@ -45,6 +45,7 @@ from pipeline.report.curves import plot_history
 from pipeline.report.document import MetricsDocument
 from pipeline.report.metrics import binary_metrics, headline, threshold_for_sensitivity
 from pipeline.report.page import write_metrics_report
+from pipeline.runtime.precision import CHOICES as PRECISIONS
 from pipeline.runtime.session import step
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,13 @@ class FinetuneConfig:
     split: str = "test"
     gpu: str = "auto"
     backend: str = field(default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"))
+    #: ``runtime.precision``: ``auto`` is decided by the training task on its device.
+    precision: str = config.PRECISION
 
     def check(self) -> None:
         """Refuse settings that cannot work, before any Spark work starts."""
         choices = {"arch": config.FINETUNE_ARCHS, "split": SCORED_SPLITS, "gpu": GPU_MODES,
-                   "backend": BACKENDS}
+                   "backend": BACKENDS, "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -152,7 +155,8 @@ def _train(spark: SparkSession, cfg: FinetuneConfig, cache_uri: str, out_tmp: st
         weights_name = os.path.basename(cfg.weights_file.rstrip("/"))
     plan = TrainPlan(cfg.arch, cfg.image_size, cfg.model_weights, cfg.epochs, cfg.unfreeze_epochs,
                      cfg.batch_size, cfg.learning_rate, cfg.unfreeze_learning_rate, cfg.seed,
-                     cfg.backend, ("validation", "test") if cfg.split == "test" else ("validation",))
+                     cfg.backend, ("validation", "test") if cfg.split == "test" else ("validation",),
+                     cfg.precision)
     task = functools.partial(training_task, plan, weights_name, task_target(spark, out_tmp))
     result = run_single_task(training_rows(spark, cache_uri), task, cfg.gpu)[0]
     if "error" in result:
@@ -237,6 +241,7 @@ def _document(spark: SparkSession, cfg: FinetuneConfig, listing: Listing, counts
         timings_s=timings, images_per_s=round(float(np.mean(per_epoch[1:] or per_epoch)), 2),
         training={
             "arch": cfg.arch, "config": asdict(cfg), "backend": result["backend"],
+            "precision": result["precision"],
             "device": result["device"], "epochs_run": len(history), "best_epoch": result["best_epoch"],
             "class_weight": {str(k): v for k, v in result["class_weight"].items()},
             "split": counts,

@@ -30,8 +30,8 @@ def _augmentation(inputs: "keras.KerasTensor", seed: int) -> "keras.KerasTensor"
 
     zoom = config.AUGMENT_ZOOM
     x = layers.RandomZoom(height_factor=(-zoom, zoom), width_factor=(-zoom, zoom),
-                          fill_mode="nearest", seed=seed, name="augment_zoom")(inputs)
-    return layers.RandomFlip("vertical", seed=seed, name="augment_flip")(x)
+                          fill_mode="nearest", seed=seed, name="augment_zoom", dtype="float32")(inputs)
+    return layers.RandomFlip("vertical", seed=seed, name="augment_flip", dtype="float32")(x)
 
 
 def build_cnn(image_size: int, seed: int = config.SEED) -> "keras.Model":
@@ -43,7 +43,7 @@ def build_cnn(image_size: int, seed: int = config.SEED) -> "keras.Model":
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = layers.Rescaling(1 / 255, name="rescale")(_augmentation(inputs, seed))
+    x = layers.Rescaling(1 / 255, name="rescale", dtype="float32")(_augmentation(inputs, seed))
     for _ in range(2):
         x = layers.Conv2D(16, 3, activation="relu", padding="same")(x)
     x = layers.MaxPooling2D(2)(x)
@@ -58,7 +58,8 @@ def build_cnn(image_size: int, seed: int = config.SEED) -> "keras.Model":
     for units, dropout in ((512, 0.7), (128, 0.5), (64, 0.3)):
         x = layers.Dense(units, activation="relu")(x)
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
+    # float32 out whatever the compute precision: the loss and the scores need its range
+    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="report_cnn")
 
 
@@ -86,13 +87,15 @@ def build_inceptionv3(image_size: int, weights: str, seed: int = config.SEED,
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     # InceptionV3's preprocess_input (x / 127.5 - 1), inside the model.
-    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(_augmentation(inputs, seed))
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale",
+                         dtype="float32")(_augmentation(inputs, seed))
     x = base(x, training=False) if pretrained else base(x)
     x = layers.Dropout(0.5)(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.BatchNormalization()(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
+    # float32 out whatever the compute precision: the loss and the scores need its range
+    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="report_inceptionv3")
 
 

@@ -26,3 +26,5 @@ class TrainPlan:
     seed: int
     backend: str
     score_subsets: tuple[str, ...]
+    #: ``runtime.precision``; ``auto`` is decided in the task, on the device it trains on.
+    precision: str = "float32"

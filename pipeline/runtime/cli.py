@@ -41,6 +41,15 @@ def base_parser(description: str, spark: bool = True,
     return parser
 
 
+def add_precision(parser: argparse.ArgumentParser, default: str | None, note: str = "",
+                  choices: tuple[str, ...] = ("float32", "bfloat16", "auto")) -> None:
+    """``--precision``, the same flag on every job that runs a network (runtime.precision)."""
+    parser.add_argument("--precision", default=default, choices=choices,
+                        help="compute precision: bfloat16 keeps float32 weights and runs about "
+                             "1.6x faster where the CPU has AVX512_BF16/AMX or the GPU supports "
+                             f"it; auto chooses on this machine {note}".rstrip())
+
+
 #: The last line of a Python traceback: the exception raised (in a Spark Python worker, the
 #: one that failed the task).
 _RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(\w*(?:Error|Exception)): .+")
