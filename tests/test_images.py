@@ -21,7 +21,7 @@ def test_decode_equals_keras_load_img(tmp_path, mode, name):
     data = _bytes(tmp_path, name, 200, 150, mode)
     want = keras.utils.img_to_array(keras.utils.load_img(
         tmp_path / name, target_size=(64, 64), interpolation="bilinear")).astype(np.uint8)
-    got = decode_bytes(data, 64)
+    got = decode_bytes(data, 64, draft=False)
     assert got.shape == (64, 64, 3) and got.dtype == np.uint8
     assert np.array_equal(got, want)
 
@@ -96,18 +96,18 @@ def test_other_formats_named_jpeg_are_refused_as_ingest_refuses_them(tmp_path, f
 
 
 def test_draft_decode_reads_a_large_jpeg_at_reduced_scale(tmp_path):
-    """Draft mode: close to the full decode (same film, a DCT-scaled read), and not applied to
+    """Draft mode (the default): close to the full decode (same film, a DCT-scaled read), and not applied to
     a JPEG under twice the size, nor to a PNG; a truncated large JPEG is still refused."""
     gradient = np.add.outer(np.arange(900), np.arange(1200)) * 255 // 2100
     Image.fromarray(gradient.astype(np.uint8), "L").save(tmp_path / "big.jpeg", quality=92)
     data = (tmp_path / "big.jpeg").read_bytes()
-    full, draft = decode_bytes(data, 299), decode_bytes(data, 299, draft=True)
+    full, draft = decode_bytes(data, 299, draft=False), decode_bytes(data, 299, draft=True)
     assert draft.shape == full.shape == (299, 299, 3)
-    assert not np.array_equal(draft, full)
+    assert not np.array_equal(draft, full) and np.array_equal(decode_bytes(data, 299), draft)
     assert np.abs(draft.astype(int) - full.astype(int)).mean() < 2.0
     small = _bytes(tmp_path, "small.jpeg", 500, 400)
-    assert np.array_equal(decode_bytes(small, 299, draft=True), decode_bytes(small, 299))
+    assert np.array_equal(decode_bytes(small, 299, draft=True), decode_bytes(small, 299, draft=False))
     png = _bytes(tmp_path, "big.png", 1200, 900)
-    assert np.array_equal(decode_bytes(png, 299, draft=True), decode_bytes(png, 299))
+    assert np.array_equal(decode_bytes(png, 299, draft=True), decode_bytes(png, 299, draft=False))
     with pytest.raises(ImageError, match=r"cannot be decoded \("):
         decode_bytes(data[: len(data) // 2], 299, draft=True)

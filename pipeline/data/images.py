@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from pipeline.config import DRAFT_DECODE
 from pipeline.data.rules import ImageError, check_pixel_limit, open_image
 
 
@@ -43,12 +44,13 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def decode_bytes(data: bytes, size: int, draft: bool = False) -> np.ndarray:
+def decode_bytes(data: bytes, size: int, draft: bool = DRAFT_DECODE) -> np.ndarray:
     """Decode an encoded film into ``uint8[size, size, 3]`` RGB; ImageError if unusable.
 
-    By default a full decode, exactly what Keras users get from ``load_img``. ``draft``: a
-    JPEG at least twice ``size`` is decoded by libjpeg at a reduced scale first (faster on
-    full-resolution films, slightly different pixels: see ``rules.open_image``).
+    ``draft`` (config.DRAFT_DECODE): a JPEG at least twice ``size`` is decoded by libjpeg at
+    a reduced scale first (see ``rules.open_image``); otherwise, and with ``draft=False``
+    always, exactly what Keras users get from ``load_img``. The featurizer and fine-tuning's
+    pixel cache decode alike, so a fine-tuned model is scored on the pixels it learnt from.
     """
     with open_image(data, draft_size=size if draft else None) as img:
         return np.asarray(_to_rgb(img).resize((size, size), Image.BILINEAR))

@@ -1,7 +1,7 @@
 """The decoded-pixel cache that the training task streams: Spark decodes every image once.
 
-Spark reads the tree's files, decodes and resizes them in parallel (``decode_bytes``, the same
-pixels Keras' ``load_img`` gives) and writes Parquet to a Hadoop URI: per film the listing's
+Spark reads the tree's files, decodes and resizes them in parallel (``decode_bytes``, as the
+featurizer decodes them) and writes Parquet to a Hadoop URI: per film the listing's
 metadata (path, split, label, patient, ``is_val``: the patient-grouped validation part of
 train), the sha256 of its bytes (duplicates), ``pixels`` (``size*size*3`` uint8 RGB bytes)
 and ``error`` (why a file has no pixels). Rows are dealt
