@@ -18,7 +18,7 @@ from pipeline import config
 from pipeline.cluster.health import get_json, url
 from pipeline.data.sample_data import write_tree
 from tests.cli import run_cli
-from tests.reliability.runner import start, submit
+from tests.reliability.runner import same_numbers, start, submit
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -127,8 +127,11 @@ def test_executor_killed_mid_featurization_on_yarn(spark_env, hdfs_tree, trained
                               f"({len(victims)} running)")
     with client.read(f"{base}/model-after-kill/training_summary.json") as reader:
         got = json.load(reader)
-    for key in ("images", "split", "class_weights", "threshold", "validation_metrics"):
-        assert got[key] == trained[key], key
+    assert (got["images"], got["split"]) == (trained["images"], trained["split"])
+    # The same features and counts; the fits' float64 sums may differ in their last bit, as
+    # the retried tasks' partial results reach the driver in another order.
+    for key in ("class_weights", "threshold", "validation_metrics"):
+        assert same_numbers(got[key], trained[key]), (key, got[key], trained[key])
     _completed_app(app_id)
     executors = [e for e in _history(f"/applications/{app_id}/allexecutors") if e["id"] != "driver"]
     reasons = [e.get("removeReason", "") for e in executors if e.get("removeReason")]

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from pipeline import config
 from pipeline.runtime.cli import run_job
 
@@ -135,3 +137,16 @@ def scan_modes(root: Path) -> dict[str, tuple[str, int]]:
     """relative path -> ("dir" | "file", permission bits) of everything below ``root``."""
     return {str(p.relative_to(root)): ("dir" if p.is_dir() else "file", p.stat().st_mode & 0o777)
             for p in sorted(root.rglob("*"))}
+
+
+def same_numbers(a, b) -> bool:
+    """Equal structures whose floats agree to 1e-9 (relative); everything else exactly. Two
+    fits on the same features may differ in the last bit of a float64 sum: Spark combines the
+    tasks' partial results in the order they finish, and a retried task finishes late."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_numbers(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_numbers(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    return a == b

@@ -27,7 +27,7 @@ from pipeline.featurizer.evaluation import EvalConfig, evaluate
 from pipeline.fs.storage import prepare_output
 from pipeline.featurizer.summary import TrainConfig
 from pipeline.featurizer.training import train
-from tests.reliability.runner import LOCAL_ENV, Running, start
+from tests.reliability.runner import LOCAL_ENV, Running, same_numbers, start
 from tests.trees import valid_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault]
@@ -188,11 +188,12 @@ def test_worker_killed_mid_featurization_is_retried_with_the_same_result(spark, 
 
     got = json.loads((final / "training_summary.json").read_text())
     want = json.loads((runs / "baseline/model/training_summary.json").read_text())
-    for key in ("images", "split", "class_weights", "threshold", "validation_metrics"):
-        assert got[key] == want[key], key
+    assert (got["images"], got["split"]) == (want["images"], want["split"])
+    for key in ("class_weights", "threshold", "validation_metrics"):
+        assert same_numbers(got[key], want[key]), (key, got[key], want[key])
     coefficients = [PipelineModel.load(str(m)).stages[1].coefficients.toArray()
                     for m in (final, runs / "baseline/model")]
-    assert np.array_equal(*coefficients)
+    assert np.allclose(*coefficients, rtol=1e-9, atol=1e-12)
     assert leftovers(final) == []
 
 
