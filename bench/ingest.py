@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyspark
 
+from pipeline.cluster.conf import hadoop_conf_dir
 from pipeline.config import HDFS_USER, REPO_ROOT, WEBHDFS_URL
 from pipeline.fs.webhdfs import connect, parse_destination
 
@@ -33,9 +34,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hdfs-dir", default="/bench/ingest",
                         help="HDFS scratch folder, emptied first (default %(default)s)")
     parser.add_argument("--conf-dir", type=Path,
-                        default=Path(os.environ.get("HADOOP_CONF_DIR",
-                                                    "/work/wt-cluster/hadoop-conf")),
-                        help="Hadoop configuration folder (default $HADOOP_CONF_DIR or %(default)s)")
+                        default=Path(os.environ.get("HADOOP_CONF_DIR", hadoop_conf_dir())),
+                        help="Hadoop configuration folder (default $HADOOP_CONF_DIR, else the "
+                             "one `make cluster-up` renders: %(default)s)")
     parser.add_argument("--jars", type=Path,
                         default=Path(os.environ.get("HADOOP_CLIENT_JARS",
                                                     Path(pyspark.__file__).parent / "jars")),
