@@ -14,6 +14,7 @@ from pipeline import config
 from pipeline.finetune.barrier import GPU_MODES
 from pipeline.runtime.cli import add_precision, base_parser, run_job
 from pipeline.finetune.job import BACKENDS, SCORED_SPLITS, FinetuneConfig, finetune
+from pipeline.runtime.precision import CHOICES as PRECISIONS
 from pipeline.runtime.session import get_session
 
 SHOWN = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "threshold")
@@ -52,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
                    choices=BACKENDS, help="Keras backend of the training task")
     add_precision(p, config.PRECISION, "(the training task's device; float16, with loss "
                   "scaling, for GPUs older than compute capability 8.0)",
-                  ("float32", "bfloat16", "float16", "auto"))
+                  PRECISIONS)
     return p
 
 

@@ -82,9 +82,9 @@ def _hadoop_lister(fs: HadoopFS, base: str) -> Lister:
         entries = []
         for item in fs.list_dir(folder):
             name = item.path.rstrip("/").rpartition("/")[2]
-            if real_root is not None and os.path.islink(local_path(item.path)):
-                entries.append(Entry(name, item.path,
-                                     problem=rules.link_reason(local_path(item.path), real_root)))
+            local = local_path(item.path) if real_root is not None else None
+            if local is not None and os.path.islink(local):
+                entries.append(Entry(name, item.path, problem=rules.link_reason(local, real_root)))
             else:
                 entries.append(Entry(name, item.path, item.is_dir, item.size))
         return entries

@@ -19,7 +19,6 @@ from pipeline.fs.storage import HadoopFS, atomic_output, prepare_output
 from pipeline.report.document import MetricsDocument
 from pipeline.report.metrics import headline
 from pipeline.report.page import write_metrics_report
-from pipeline.runtime import precision
 from pipeline.runtime.session import step
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ def evaluate(spark: SparkSession, cfg: EvalConfig) -> MetricsDocument:
     saved = load_model(spark, cfg.model)
     featurizer, classifier = saved.featurizer, saved.classifier
     if cfg.precision:
-        featurizer = featurizer.copy({featurizer.precision: precision.resolve(cfg.precision)})
+        featurizer = featurizer.copy({featurizer.precision: cfg.precision})
     prepare_output(spark, cfg.out)
     with step(spark, f"scan {cfg.split}", timings):
         listing = _listing_for(spark, cfg, saved)

@@ -23,7 +23,6 @@ from pipeline.featurizer.transformer import DeepImageFeaturizer
 from pipeline.fs.storage import prepare_output
 from pipeline.report.document import spark_run
 from pipeline.report.metrics import binary_metrics, headline, threshold_for_sensitivity
-from pipeline.runtime import precision
 from pipeline.runtime.session import step
 
 log = logging.getLogger(__name__)
@@ -33,10 +32,10 @@ def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
     """Run the whole training; returns the model and summary it also saved."""
     started = time.monotonic()
     timings: dict[str, float] = {}
-    cfg = dataclasses.replace(cfg, precision=precision.resolve(cfg.precision))
     featurizer = DeepImageFeaturizer(modelName=cfg.model_name, weights=cfg.weights,
                                      pooling=cfg.pooling, batchSize=cfg.batch_size, seed=cfg.seed,
                                      precision=cfg.precision, draftDecode=cfg.draft_decode)
+    cfg = dataclasses.replace(cfg, precision=featurizer.getPrecision())  # what auto chose
     for out in filter(None, (cfg.model_out, cfg.features_cache)):
         prepare_output(spark, out)
     featurizer.check_weights(spark)

@@ -41,8 +41,7 @@ from pipeline.fs.storage import HadoopFS
 log = logging.getLogger(__name__)
 
 POOLINGS = ("avg", "max", "none")
-#: float16 is for training on older GPUs (with loss scaling), not for features.
-FEATURIZER_PRECISIONS = ("float32", "bfloat16", "auto")
+
 _RESULT = StructType([
     StructField("features", ArrayType(FloatType())),
     StructField("error", StringType()),
@@ -55,7 +54,10 @@ def _to_weights(value: object) -> str:
 
 
 def _to_precision(value: object) -> str:
-    return precision_.check(TypeConverters.toString(value), FEATURIZER_PRECISIONS)
+    """Every way a value reaches the param (constructor, ``set``, ``copy``, loading) comes
+    through here, so ``auto`` is decided here, once, on the driver, and stored."""
+    return precision_.resolve(precision_.check(TypeConverters.toString(value),
+                                               precision_.INFERENCE_CHOICES))
 
 
 def _to_pooling(value: object) -> str:
@@ -123,8 +125,6 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
                   precision: str = "float32",
                   draftDecode: bool = config.DRAFT_DECODE) -> "DeepImageFeaturizer":
         kwargs = dict(self._input_kwargs)
-        if "precision" in kwargs:  # "auto" is decided here, on the driver, and stored
-            kwargs["precision"] = precision_.resolve(kwargs["precision"])
         if "weights" in kwargs:  # Params._set skips the converter for None
             kwargs["weights"] = _to_weights(kwargs["weights"])
         if "modelName" in kwargs:
@@ -159,8 +159,7 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
         """Everything a Python worker needs to rebuild this featurizer's model."""
         return WorkerConfig(self.getModelName(), self.getWeights(), self.getPooling(),
                             self.getBatchSize(), self.getOrDefault(self.seed),
-                            self.getModelFile(), precision_.resolve(self.getPrecision()),
-                            self.getDraftDecode())
+                            self.getModelFile(), self.getPrecision(), self.getDraftDecode())
 
     def check_weights(self, spark: SparkSession) -> None:
         """Load a weights file into the backbone once, here on the driver: a file for another

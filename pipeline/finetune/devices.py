@@ -19,11 +19,11 @@ def _cpu_name() -> str:
     return f"CPU ({os.cpu_count()} cores visible)"
 
 
-def describe_device() -> str:
-    """The accelerator Keras' backend uses first, else the CPU, as ``name (backend)``."""
+def describe_device(gpu: str | None) -> str:
+    """``gpu`` (``accelerator()``), else this CPU, as ``name (backend)``."""
     import keras
 
-    return f"{accelerator() or _cpu_name()} ({keras.backend.backend()})"
+    return f"{gpu or _cpu_name()} ({keras.backend.backend()})"
 
 
 def accelerator() -> str | None:

@@ -120,8 +120,9 @@ def fit_and_score(plan: TrainPlan, films: str, local_weights: str | None, model_
     train = PixelBatches(index_films(films, "train"), plan.image_size, plan.batch_size, plan.seed)
     val = PixelBatches(index_films(films, "validation"), plan.image_size, plan.batch_size)
     weights = class_weights(train.class_counts())
-    device = describe_device()
-    chosen = precision.resolve(plan.precision, gpu=accelerator() is not None, training=True)
+    gpu = accelerator()
+    device = describe_device(gpu)
+    chosen = precision.resolve(plan.precision, gpu=gpu is not None, training=True)
     log.info("training %s on %s in %s: %d films (%s), validating on %d, class weights %s",
              plan.arch, device, chosen, train.size, train.class_counts(), val.size,
              {k: round(v, 3) for k, v in weights.items()})

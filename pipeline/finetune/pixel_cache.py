@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import pandas as pd
-from pyspark import RDD
+from pyspark import RDD, StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
@@ -87,7 +87,9 @@ def write_pixel_cache(spark: SparkSession, listing: Listing, image_size: int, ur
                .mapInPandas(_decoder(image_size), SCHEMA)
                .sortWithinPartitions(F.rand(seed)))
     decoded.write.parquet(uri)
-    meta = spark.read.parquet(uri).select("path", "split", "label", "is_val", HASH_COL, "error")
+    # Three small summaries of the same metadata columns: read them from the cache once.
+    meta = (spark.read.parquet(uri).select("path", "split", "label", "is_val", HASH_COL, "error")
+            .persist(StorageLevel.MEMORY_AND_DISK))
     counts: dict[str, dict[str, int]] = {name: {cls: 0 for cls in config.CLASSES} for name in SUBSETS}
     for row in meta.filter(F.col("error").isNull()).groupBy("split", "is_val", "label").count().collect():
         counts[subset_name(row["split"], row["is_val"])][config.CLASS_NAMES[int(row["label"])]] = row["count"]
@@ -96,6 +98,7 @@ def write_pixel_cache(spark: SparkSession, listing: Listing, image_size: int, ur
     for item in skipped:
         log.warning("not decodable, left out: %s: %s", item.path, item.reason)
     copies = duplicates(meta)
+    meta.unpersist()
     for item in copies:
         log.warning("duplicate %s is byte-identical to %s", item.path, item.duplicate_of)
     log.info("pixel cache %s: %d files of %dx%d films %s, %d undecodable, %d duplicates", uri,

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import posixpath
 import threading
 import time
-import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -28,7 +28,6 @@ from pathlib import Path
 
 from hdfs import HdfsError, InsecureClient
 
-from pipeline.data import manifest
 from pipeline.config import (
     CLASSES,
     HDFS_BLOCK_SIZE,
@@ -40,14 +39,13 @@ from pipeline.config import (
     STATE_NAME,
     WEBHDFS_URL,
 )
-from pipeline.fs.hdfs_checksum import ChecksumKind, file_checksum, reported_checksum
+from pipeline.data import manifest
 from pipeline.data.images import ImageInfo, inspect_image
 from pipeline.data.manifest import ManifestRow, Row, UploadRecord
 from pipeline.data.patients import patient_id
 from pipeline.data.rules import Duplicate, ImageError, Skipped
 from pipeline.data.tree import Candidate, TreeListing
-from pipeline.ingest.tree_scan import scan_tree
-from pipeline.runtime.progress import ProgressCallback
+from pipeline.fs.hdfs_checksum import ChecksumKind, file_checksum, reported_checksum
 from pipeline.fs.webhdfs import (
     CONNECTION_ERRORS,
     Destination,
@@ -57,12 +55,13 @@ from pipeline.fs.webhdfs import (
     parse_destination,
     rename_replacing,
 )
+from pipeline.ingest.tree_scan import scan_tree
+from pipeline.runtime.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
 #: Suffix of in-flight uploads; with the leading dot, Hadoop and Spark inputs ignore them.
 TEMP_SUFFIX = ".ingest-tmp"
-
 
 
 @dataclass

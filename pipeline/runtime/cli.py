@@ -19,7 +19,7 @@ import sys
 import traceback
 from typing import Callable
 
-from pipeline.runtime import shutdown
+from pipeline.runtime import precision, shutdown
 
 log = logging.getLogger("pipeline")
 
@@ -42,7 +42,7 @@ def base_parser(description: str, spark: bool = True,
 
 
 def add_precision(parser: argparse.ArgumentParser, default: str | None, note: str = "",
-                  choices: tuple[str, ...] = ("float32", "bfloat16", "auto")) -> None:
+                  choices: tuple[str, ...] = precision.INFERENCE_CHOICES) -> None:
     """``--precision``, the same flag on every job that runs a network (runtime.precision)."""
     parser.add_argument("--precision", default=default, choices=choices,
                         help="compute precision: bfloat16 keeps float32 weights and runs about "

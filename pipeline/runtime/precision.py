@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 #: What a network can compute in; ``auto`` is resolved to one of them (``resolve``).
 PRECISIONS = ("float32", "bfloat16", "float16")
 CHOICES = (*PRECISIONS, "auto")
+#: What a network that only scores may use: float16 is for training on older GPUs (with loss
+#: scaling), not for features.
+INFERENCE_CHOICES = ("float32", "bfloat16", "auto")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 #: /proc/cpuinfo flags of the instructions oneDNN runs bfloat16 with.
 _CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
