@@ -64,15 +64,20 @@ clean:
 	rm -rf out demo-data .pytest_cache
 
 # --- cluster: Hadoop/YARN + Spark History Server (pipeline/cluster, docs/cluster.md) -------
-# Docker Compose when a Docker engine answers, else native Java processes on loopback.
-.PHONY: cluster-up cluster-down cluster-status
+# Native Java processes on loopback; XRAY_CLUSTER=docker for Docker Compose (docker/), after
+# `sudo docker/engine.sh` on a machine without an engine. `down`, `status` and the jobs follow
+# the mode `up` recorded. KEEP_DATA=1: cluster-down keeps the Docker cluster's volumes.
+.PHONY: cluster-up cluster-down cluster-status docker-engine
 
 cluster-up: venv
 	$(PY) -m pipeline.cluster up
 
 cluster-down: venv
-	$(PY) -m pipeline.cluster down
+	$(PY) -m pipeline.cluster down $(if $(KEEP_DATA),--keep-data)
 
 cluster-status: venv
 	$(PY) -m pipeline.cluster status
+
+docker-engine:
+	docker/engine.sh
 # --- end cluster ------------------------------------------------------------------------------

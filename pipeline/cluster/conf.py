@@ -90,12 +90,17 @@ def spark_env() -> dict[str, str]:
 
 
 def _spark_defaults() -> str:
+    return spark_defaults_text(
+        {"spark.history.ui.port": str(config.CLUSTER_PORTS["history_http"]),
+         "spark.driver.bindAddress": config.CLUSTER_BIND_HOST,
+         "spark.driver.host": config.CLUSTER_HOST,
+         "spark.yarn.appMasterEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST,
+         "spark.executorEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST})
+
+
+def spark_defaults_text(host: dict[str, str]) -> str:
+    """spark-conf/spark-defaults.conf with one deployment's settings appended."""
     base = (SPARK_CONF_SRC / "spark-defaults.conf").read_text()
-    host = {"spark.history.ui.port": str(config.CLUSTER_PORTS["history_http"]),
-            "spark.driver.bindAddress": config.CLUSTER_BIND_HOST,
-            "spark.driver.host": config.CLUSTER_HOST,
-            "spark.yarn.appMasterEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST,
-            "spark.executorEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST}
     width = max(map(len, host)) + 1
     lines = [f"{key:<{width}}{value}" for key, value in host.items()]
     return (base.rstrip("\n") + "\n\n# --- this machine: written by pipeline.cluster from "
@@ -150,4 +155,26 @@ def render() -> list[Path]:
                              ("spark-env.sh", _spark_env_sh(), 0o755), *copied):
         if _write_if_changed(spark_dir / name, text, mode):
             changed.append(spark_dir / name)
+    return changed
+
+
+def render_hadoop_dir(dest: Path, values: dict[str, str],
+                      extra: dict[str, dict[str, str]] | None = None) -> list[Path]:
+    """hadoop-conf/ written to dest with these xray.* values, and ``extra`` (file name ->
+    {property: value}) added to its site files: the Docker cluster renders one such directory
+    per container. Returns the files that changed."""
+    dest.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for src in sorted(HADOOP_CONF_SRC.iterdir()):
+        if src.suffix == ".xml":
+            text, _ = _render_site_xml(src, values)
+            added = "".join(f"<property><name>{name}</name><value>{value}</value></property>\n"
+                            for name, value in (extra or {}).get(src.name, {}).items())
+            text = ('<?xml version="1.0" encoding="UTF-8"?>\n<!-- Written by pipeline.cluster '
+                    f'from hadoop-conf/{src.name}. -->\n'
+                    + text.replace("</configuration>", added + "</configuration>"))
+        else:
+            text = src.read_text()
+        if _write_if_changed(dest / src.name, text):
+            changed.append(dest / src.name)
     return changed

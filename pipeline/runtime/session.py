@@ -17,10 +17,13 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
+from py4j.protocol import Py4JError
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from pipeline import config
+from pipeline.cluster import pyenv
+from pipeline.cluster.errors import ClusterError
 from pipeline.runtime import shutdown
 from pipeline.runtime.cli import one_line
 
@@ -71,6 +74,17 @@ def get_session(app_name: str, master: str | None = None, verbose: bool = False)
     # (a SparkConf made before it is empty, and the defaults would override the user's).
     SparkContext._ensure_initialized()
     given = SparkConf()
+    if (master or given.get("spark.master", "")).startswith("yarn"):
+        # The executors' Python libraries travel with the job (pipeline.cluster.pyenv).
+        try:
+            shipped = pyenv.spark_settings(SparkContext._jvm, given)
+        except (ClusterError, Py4JError) as exc:
+            raise RuntimeError("could not ship the executors' Python environment: "
+                               f"{one_line(exc)}") from exc
+        if shipped:
+            os.environ["PYSPARK_PYTHON"] = shipped["spark.pyspark.python"]
+            for key, value in shipped.items():
+                builder = builder.config(key, value)
     if "PYSPARK_PYTHON" not in os.environ:
         # spark-submit turns spark.pyspark.python into this variable; started from plain
         # ``python`` nothing does, and pyspark would start workers with whatever ``python3``
