@@ -1,8 +1,10 @@
-"""The executors' Python libraries, shipped with every job on YARN (``spark.archives``).
+"""The executors' Python libraries, shipped with every job on YARN (``--archives``).
 
 Spark's "Python package management" recipe: the driver's virtual environment is packed into
 an archive, YARN localizes it on each node and unpacks it as ``./environment``, and the
-executors run ``./environment/bin/python``. A node then needs only a Python interpreter of
+executors run ``./environment/bin/python``. On YARN the recipe's ``--archives`` is
+``spark.yarn.dist.archives``: YARN's distributed cache alone ships it. (``spark.archives``
+would also make the driver download and unpack the whole archive, 2.4 GB, at every start.) A node then needs only a Python interpreter of
 the driver's minor version, not pyspark, TensorFlow or Keras: the Docker cluster's
 NodeManagers have none of them, and native mode goes through the same code, so one path is
 tested twice.
@@ -29,7 +31,8 @@ Settings (spark-submit ``--conf`` or spark-defaults.conf): ``spark.xray.pyenv.en
 (default true; false: the nodes' own Python libraries are used, as before),
 ``spark.xray.pyenv.pythonPrefix`` (where the nodes' Python lives; default this interpreter's
 own prefix, right when the nodes are this machine; the Docker cluster's client configuration
-says ``/usr``), ``spark.xray.pyenv.dir``. A job given ``spark.archives`` keeps it.
+says ``/usr``), ``spark.xray.pyenv.dir``. A job given its own archives
+(``spark.yarn.dist.archives`` or ``spark.archives``) keeps them.
 """
 from __future__ import annotations
 
@@ -68,7 +71,7 @@ def venv() -> Path:
     if sys.prefix == sys.base_prefix:
         raise ClusterError(f"{sys.executable} does not run in a virtual environment: the "
                            "executors' Python libraries are shipped as a packed venv "
-                           "(spark.archives); run the jobs with the project's .venv, or set "
+                           "(--archives); run the jobs with the project's .venv, or set "
                            "spark.xray.pyenv.enabled=false when the nodes have the libraries")
     return Path(sys.prefix)
 
@@ -180,15 +183,16 @@ def upload(jvm, local: Path, hdfs_dir: str) -> str:
 
 
 def spark_settings(jvm, given) -> dict[str, str]:
-    """spark.archives and the executors' Python for a YARN job, unless the job says
-    otherwise (``given``: the SparkConf that spark-submit and spark-defaults.conf made)."""
+    """The archive (spark.yarn.dist.archives) and the executors' Python for a YARN job,
+    unless the job says otherwise (``given``: the SparkConf that spark-submit and
+    spark-defaults.conf made)."""
     if given.get("spark.xray.pyenv.enabled", "true").lower() == "false":
         return {}
-    if given.contains("spark.archives"):
-        log.info("spark.archives is set (%s): the executors' Python comes from it",
-                 given.get("spark.archives"))
-        return {}
+    for key in ("spark.yarn.dist.archives", "spark.archives"):
+        if given.contains(key):
+            log.info("%s is set (%s): the executors' Python comes from it", key, given.get(key))
+            return {}
     prefix = given.get("spark.xray.pyenv.pythonPrefix", sys.base_prefix)
     uri = upload(jvm, build(prefix), given.get("spark.xray.pyenv.dir", DEFAULT_DIR))
-    return {"spark.archives": f"{uri}#{ALIAS}", "spark.pyspark.python": PYTHON,
+    return {"spark.yarn.dist.archives": f"{uri}#{ALIAS}", "spark.pyspark.python": PYTHON,
             "spark.executorEnv.PYSPARK_PYTHON": PYTHON}

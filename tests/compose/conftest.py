@@ -89,8 +89,8 @@ def compose_cluster(tmp_path_factory) -> Iterator[Compose]:
     env = isolated_env(tmp_path_factory.mktemp("compose") / "state")
     env.update(XRAY_CLUSTER="docker", XRAY_COMPOSE_PROJECT=f"xray-test-{uuid.uuid4().hex[:6]}",
                XRAY_DOCKER_SUBNET=os.environ.get("XRAY_TEST_DOCKER_SUBNET", "172.29.78.0/24"),
-               # two NodeManagers of 8192 MB: an executor (3 GB) and the AM fit on each
-               XRAY_NODEMANAGER_MEMORY_MB="16384", XRAY_NODEMANAGER_VCORES="8")
+               # each NodeManager as native mode's one: two executors (3 GB) and the AM fit
+               XRAY_NODEMANAGER_MEMORY_MB="8192")
     cluster = Compose(env)
     up = cluster.cli("up")
     if up.returncode != 0:

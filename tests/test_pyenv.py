@@ -1,0 +1,84 @@
+"""The packed executors' environment (pipeline.cluster.pyenv), on a small virtual environment
+made for the test: what goes in, what stays out, where its Python points, when it is rebuilt.
+The real one travels to YARN in the cluster and compose tests."""
+from __future__ import annotations
+
+import sys
+import tarfile
+import venv
+from pathlib import Path
+
+import pytest
+
+from pipeline import config
+from pipeline.cluster import pyenv
+
+SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
+
+
+def _dist(site: Path, name: str, version: str) -> None:
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+@pytest.fixture
+def fake_venv(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "venv"
+    venv.EnvBuilder(symlinks=True, with_pip=False).create(root)
+    site = root / SITE
+    for rel in ("tensorflow/__init__.py", "tensorflow/include/big.h", "pyspark/__init__.py",
+                "pyspark/jars/spark-core.jar", "pip/__init__.py", "keras/__init__.py"):
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text("x = 1\n")
+    (site / "__editable__.xray_pipeline-0.1.0.pth").write_text("import finder\n")
+    _dist(site, "tensorflow", "2.21.0")
+    (root / "bin" / "some-tool").write_text("#!/somewhere/python\n")
+    monkeypatch.setattr(pyenv, "venv", lambda: root)
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
+    return root
+
+
+def test_archive_ships_libraries_and_points_python_at_the_nodes_interpreter(fake_venv):
+    archive = pyenv.build("/usr")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        links = {m.name: m.linkname for m in tar.getmembers() if m.issym()}
+        cfg = tar.extractfile("pyvenv.cfg").read().decode()
+    assert {f"{SITE}/tensorflow/__init__.py", f"{SITE}/keras/__init__.py",
+            f"{SITE}/pyspark/__init__.py"} <= names
+    left_out = [n for n in names if "/include/" in n or "/jars/" in n or "__editable__" in n
+                or n.startswith((f"{SITE}/pip/", "bin/some-tool"))]
+    assert left_out == []
+    interpreter = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    assert links["bin/python"] == links["bin/python3"] == interpreter
+    assert "home = /usr/bin\n" in cfg
+
+
+def test_archive_is_built_once_and_again_when_the_installed_packages_change(fake_venv):
+    first = pyenv.build("/usr")
+    stamp = first.stat().st_mtime_ns
+    assert pyenv.build("/usr") == first and first.stat().st_mtime_ns == stamp
+    assert pyenv.build("/opt/python") != first  # other nodes' interpreter, another archive
+    _dist(fake_venv / SITE, "numpy", "2.3.0")
+    assert pyenv.build("/usr") != first
+    assert not [p for p in config.CACHE_DIR.iterdir() if p.name.startswith(".")]  # no temp
+
+
+def test_a_python_outside_a_virtual_environment_is_refused(monkeypatch):
+    monkeypatch.setattr(sys, "prefix", sys.base_prefix)
+    with pytest.raises(pyenv.ClusterError, match="not run in a virtual environment"):
+        pyenv.venv()
+
+
+def test_settings_respect_the_jobs_own_choice():
+    class Conf(dict):
+        def get(self, key, default=None):
+            return super().get(key, default)
+
+        def contains(self, key):
+            return key in self
+
+    assert pyenv.spark_settings(None, Conf({"spark.xray.pyenv.enabled": "false"})) == {}
+    assert pyenv.spark_settings(None, Conf({"spark.archives": "hdfs:///x.tar#env"})) == {}
+    assert pyenv.spark_settings(None, Conf({"spark.yarn.dist.archives": "a.tgz#e"})) == {}
