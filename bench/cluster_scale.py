@@ -74,9 +74,9 @@ def _featurize(data: str, model: str, env: dict[str, str]) -> dict:
     executors = health.get_json(health.url("history_http", f"/api/v1/applications/{app}/"
                                            "allexecutors"), timeout=10)
     hosts = sorted({e["hostPort"].rsplit(":", 1)[0] for e in executors if e["id"] != "driver"})
-    seconds = summary["timings"]["featurize train"]
+    seconds = summary["timings_s"]["featurize train"]
     client.delete(path, recursive=True)
-    return {"seconds": seconds, "images": summary["images"]["train"], "hosts": hosts}
+    return {"seconds": seconds, "images": summary["images"]["featurized"], "hosts": hosts}
 
 
 def main() -> None:
