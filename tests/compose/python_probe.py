@@ -5,6 +5,7 @@ the jobs ship it."""
 from __future__ import annotations
 
 import json
+import logging
 
 from pipeline.runtime.session import get_session
 
@@ -22,6 +23,7 @@ def where(_rows):
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)  # pipeline.cluster.pyenv says what it shipped
     spark = get_session("xray-python-probe")
     for line in sorted(set(spark.sparkContext.parallelize(range(4), 4)
                            .mapPartitions(where).collect())):
