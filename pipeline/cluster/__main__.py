@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import sys
 import time
 from pathlib import Path
 
 from pipeline import config
-from pipeline.cluster import conf, docker, health, jars, native
+from pipeline.cluster import conf, docker, health, jars, native, pyenv
 from pipeline.cluster.errors import ClusterError
 from pipeline.runtime.cli import EXIT_UNHEALTHY, base_parser, run_job
+
+log = logging.getLogger("pipeline.cluster")
 
 
 def mode_file() -> Path:
@@ -71,6 +74,12 @@ def up() -> None:
                            f"({config.STATE_DIR}): `make cluster-down` first")
     _record(current)
     docker.up() if current == "docker" else native.up()
+    # The executors' Python for the jobs to come (uploaded by the first job): packed now, so
+    # that no job waits minutes for it. The Docker nodes' Python is Debian's, at /usr.
+    try:
+        pyenv.build("/usr" if current == "docker" else sys.base_prefix)
+    except ClusterError as exc:
+        log.warning("%s", exc)
 
 
 def down(keep_data: bool) -> None:

@@ -41,6 +41,7 @@ import io
 import importlib.metadata
 import logging
 import os
+import socket
 import sys
 import tarfile
 import time
@@ -182,6 +183,19 @@ def upload(jvm, local: Path, hdfs_dir: str) -> str:
     return dst.toString()
 
 
+def _resourcemanager_answers(jvm) -> bool:
+    """A TCP connection to the configured ResourceManager opens within 5 s."""
+    address = jvm.org.apache.hadoop.yarn.conf.YarnConfiguration().getSocketAddr(
+        "yarn.resourcemanager.address", "0.0.0.0:8032", 8032)
+    try:
+        socket.create_connection((address.getHostString(), address.getPort()), timeout=5).close()
+    except OSError as exc:
+        log.warning("no ResourceManager answers at %s:%d (%s): not shipping the executors' "
+                    "Python", address.getHostString(), address.getPort(), exc)
+        return False
+    return True
+
+
 def spark_settings(jvm, given) -> dict[str, str]:
     """The archive (spark.yarn.dist.archives) and the executors' Python for a YARN job,
     unless the job says otherwise (``given``: the SparkConf that spark-submit and
@@ -192,6 +206,8 @@ def spark_settings(jvm, given) -> dict[str, str]:
         if given.contains(key):
             log.info("%s is set (%s): the executors' Python comes from it", key, given.get(key))
             return {}
+    if not _resourcemanager_answers(jvm):
+        return {}  # Spark's own start then fails, fast and in one line: no upload for nothing
     prefix = given.get("spark.xray.pyenv.pythonPrefix", sys.base_prefix)
     uri = upload(jvm, build(prefix), given.get("spark.xray.pyenv.dir", DEFAULT_DIR))
     return {"spark.yarn.dist.archives": f"{uri}#{ALIAS}", "spark.pyspark.python": PYTHON,
