@@ -175,9 +175,11 @@ def _app_containers(cluster, app_id: str) -> tuple[str, list[str]]:
     rm = cluster.url("resourcemanager_http", f"/ws/v1/cluster/apps/{app_id}/appattempts")
     attempt = get_json(rm)["appAttempts"]["appAttempt"][-1]
     containers = get_json(f"{rm}/{attempt['appAttemptId']}/containers").get("container", [])
-    return (attempt["nodeHttpAddress"].rsplit(":", 1)[0],
-            [c["nodeHttpAddress"].rsplit(":", 1)[0].removeprefix("http://")
-             for c in containers if c["containerId"] != attempt["containerId"]])
+    def host(address: str) -> str:
+        return address.removeprefix("http://").rsplit(":", 1)[0]
+    return (host(attempt["nodeHttpAddress"]),
+            [host(c["nodeHttpAddress"]) for c in containers
+             if c["containerId"] != attempt["containerId"]])
 
 
 @pytest.mark.fault
