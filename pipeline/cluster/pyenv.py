@@ -11,9 +11,11 @@ tested twice.
 
 Costs, each paid once: the archive is built into the cache dir once per set of installed
 distributions (their names and versions, which change with setup.cfg), uploaded to HDFS once
-(``spark.xray.pyenv.dir``, default ``hdfs:///spark/pyenv``, beside ``spark.yarn.archive``;
-to a temporary name, then renamed), and localized once per node: the file and its folders are
-world-readable, so YARN keeps it in its PUBLIC cache for every user and application.
+(``spark.xray.pyenv.dir``, default ``.xray/pyenv`` in the user's HDFS home; to a temporary
+name, then renamed), and localized once per node and user: it is readable by its owner only,
+so YARN keeps it in the user's PRIVATE cache, reused by all of that user's applications. Not
+PUBLIC on purpose: YARN resets the permissions of every file of a PUBLIC archive, and without
+Hadoop's native library that is one ``chmod`` process per file (19,000 here), minutes per node.
 
 Left out of the archive (safe: an executor's Python worker never imports them): pyspark's
 jars (the JVM has them from spark.yarn.archive), TensorFlow's C++ headers, pip, setuptools,
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 
 ALIAS = "environment"
 PYTHON = f"./{ALIAS}/bin/python"
-DEFAULT_DIR = "hdfs:///spark/pyenv"
+DEFAULT_DIR = ".xray/pyenv"
 #: Paths (relative to site-packages, or names of top-level entries there) never shipped.
 EXCLUDE_IN_SITE = ("pyspark/jars", "tensorflow/include", "pip", "setuptools", "_distutils_hack",
                    "distutils-precedence.pth")
@@ -169,12 +171,10 @@ def upload(jvm, local: Path, hdfs_dir: str) -> str:
         log.info("executors' Python environment already on HDFS: %s", dst.toString())
         return dst.toString()
     start = time.monotonic()
-    public = hadoop.fs.permission.FsPermission("755")
-    fs.mkdirs(folder, public)
-    fs.setPermission(folder, public)  # mkdirs applies the umask; PUBLIC needs o+rx
+    fs.mkdirs(folder, hadoop.fs.permission.FsPermission("700"))
     tmp = hadoop.fs.Path(folder, f".{local.name}.{os.getpid()}.uploading")
     fs.copyFromLocalFile(False, True, hadoop.fs.Path(local.as_uri()), tmp)
-    fs.setPermission(tmp, hadoop.fs.permission.FsPermission("644"))
+    fs.setPermission(tmp, hadoop.fs.permission.FsPermission("600"))  # PRIVATE, see above
     if not fs.rename(tmp, dst):  # another job uploaded it meanwhile
         fs.delete(tmp, False)
     seconds = time.monotonic() - start
