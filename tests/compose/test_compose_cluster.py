@@ -10,6 +10,7 @@ it is back); a NodeManager killed mid-job (its executor's work reruns on the oth
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -133,13 +134,16 @@ def test_demo_end_to_end_with_its_jobs_in_the_history_server(compose_cluster, de
         executors = [e for e in _history(compose_cluster, f"/applications/{app_id}/allexecutors")
                      if e["id"] != "driver"]
         hosts = {e["hostPort"].rsplit(":", 1)[0] for e in executors}
-        assert hosts <= {docker_address(compose_cluster, s) for s in docker.NODEMANAGERS}, hosts
+        assert hosts and hosts <= set(_node_names(compose_cluster)), hosts
 
 
-def docker_address(cluster, service: str) -> str:
-    import ipaddress
+def _node_names(cluster) -> dict[str, str]:
+    """NodeManager service by the names YARN may give its node: its fixed address, or the
+    host name that address resolves to inside the network (YARN canonicalizes node ids)."""
     net = ipaddress.IPv4Network(cluster.env["XRAY_DOCKER_SUBNET"])
-    return str(net.network_address + docker.ADDRESSES[service])
+    names = {service: service for service in docker.NODEMANAGERS}
+    names.update({str(net.network_address + docker.ADDRESSES[s]): s for s in docker.NODEMANAGERS})
+    return names
 
 
 def _train(cluster, model: str):
@@ -188,7 +192,7 @@ def test_nodemanager_killed_mid_job(compose_cluster, demo, record_property):
     job.wait_for("step 'featurize train' started", timeout=900)
     app_id = re.search(r"application_\d+_\d+", job.output).group(0)
     am_host, executor_hosts = _app_containers(compose_cluster, app_id)
-    by_address = {docker_address(compose_cluster, s): s for s in docker.NODEMANAGERS}
+    by_address = _node_names(compose_cluster)
     victims = sorted({by_address[h] for h in executor_hosts} - {by_address[am_host]})
     assert victims, f"every executor of {app_id} runs beside its AM on {am_host}: nothing to kill"
     subprocess.run(["docker", "kill", compose_cluster.compose("ps", "-q", victims[0])
