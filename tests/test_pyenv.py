@@ -80,5 +80,7 @@ def test_settings_respect_the_jobs_own_choice():
             return key in self
 
     assert pyenv.spark_settings(None, Conf({"spark.xray.pyenv.enabled": "false"})) == {}
-    assert pyenv.spark_settings(None, Conf({"spark.archives": "hdfs:///x.tar#env"})) == {}
-    assert pyenv.spark_settings(None, Conf({"spark.yarn.dist.archives": "a.tgz#e"})) == {}
+    assert pyenv.spark_settings(None, Conf({})) == {}  # off unless asked, for now
+    on = {"spark.xray.pyenv.enabled": "true"}
+    assert pyenv.spark_settings(None, Conf({**on, "spark.archives": "hdfs:///x.tar#env"})) == {}
+    assert pyenv.spark_settings(None, Conf({**on, "spark.yarn.dist.archives": "a.tgz#e"})) == {}

@@ -152,7 +152,7 @@ def render() -> list[Path]:
     # The executors' Python: the driver's venv, shipped (pipeline.cluster.pyenv), runs on the
     # image's Debian Python 3.11 at /usr/bin.
     client = {**history, "spark.driver.bindAddress": gateway(), "spark.driver.host": gateway(),
-              "spark.xray.pyenv.pythonPrefix": "/usr"}
+              "spark.xray.pyenv.enabled": "true", "spark.xray.pyenv.pythonPrefix": "/usr"}
     spark_dir = client_spark_conf_dir()
     spark_dir.mkdir(parents=True, exist_ok=True)
     env_sh = "".join(f"export {k}={v}\n" for k, v in client_env().items()
