@@ -51,24 +51,42 @@ demo-local: venv $(if $(DATA),,sample-data)
 # The main demo: the same jobs on the native (or Docker) cluster, data and outputs on HDFS.
 HDFS_DIR ?= hdfs:///xray
 CLUSTER_ENV = eval "$$($(PY) -m pipeline.cluster env)"
+# SECURE=1: every step authenticates with the ticket `cluster env` names (KRB5CCNAME).
 demo: venv $(if $(DATA),,sample-data) cluster-up
-	$(PY) jobs/ingest.py $(DEMO_DATA) $(HDFS_DIR)/chest_xray
+	$(CLUSTER_ENV); $(PY) jobs/ingest.py $(DEMO_DATA) $(HDFS_DIR)/chest_xray
 	$(CLUSTER_ENV); TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master yarn jobs/train.py \
 		--data $(HDFS_DIR)/chest_xray --model-out $(HDFS_DIR)/model --weights $(WEIGHTS) \
 		--model-name $(MODEL) --features-cache $(HDFS_DIR)/features
 	$(CLUSTER_ENV); TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master yarn jobs/evaluate.py \
 		--data $(HDFS_DIR)/chest_xray --model $(HDFS_DIR)/model --out $(HDFS_DIR)/report --split $(SPLIT)
-	$(PY) -m pipeline.report.demo_summary $(HDFS_DIR) $(OUT)
+	$(CLUSTER_ENV); $(PY) -m pipeline.report.demo_summary $(HDFS_DIR) $(OUT)
 
 clean:
 	rm -rf out demo-data .pytest_cache
 
 # --- cluster: Hadoop/YARN + Spark History Server (pipeline/cluster, docs/cluster.md) -------
 # Docker Compose when a Docker engine answers, else native Java processes on loopback.
-.PHONY: cluster-up cluster-down cluster-status
+# SECURE=1: native, with a KDC and Kerberos (docs/security.md); `down`/`status` follow the
+# mode recorded at `up`.
+.PHONY: cluster-up cluster-down cluster-status kerberos
 
-cluster-up: venv
-	$(PY) -m pipeline.cluster up
+SECURE ?=
+SECURE_ON := $(filter 1 yes true,$(SECURE))
+KERBEROS_STAMP := $(VENV)/.kerberos
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# MIT Kerberos' client tools (kinit, klist, ktutil) and headers, then requests-kerberos, which
+# builds against them. Only for SECURE=1.
+kerberos: $(KERBEROS_STAMP)
+
+$(KERBEROS_STAMP): $(STAMP)
+	command -v kinit >/dev/null && command -v ktutil >/dev/null && command -v krb5-config >/dev/null || \
+		{ $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q krb5-user libkrb5-dev; }
+	$(PY) -m pip install -q -e '.[dev,kerberos]'
+	touch $@
+
+cluster-up: venv $(if $(SECURE_ON),kerberos)
+	$(PY) -m pipeline.cluster up $(if $(SECURE_ON),--secure)
 
 cluster-down: venv
 	$(PY) -m pipeline.cluster down

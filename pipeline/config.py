@@ -119,7 +119,12 @@ CLUSTER_PORTS = {name: int(_env(f"PORT_{name.upper()}", str(port))) for name, po
     "resourcemanager_http": 8088,
     "nodemanager": 8041, "nodemanager_localizer": 8040, "nodemanager_http": 8042,
     "history_http": 18080,
+    # The KDC of a SECURE=1 cluster (pipeline/cluster/kdc.py), over TCP.
+    "kdc": 10088,
 }.items()}
+#: The Kerberos realm of a SECURE=1 cluster's KDC; its principals are <service>/CLUSTER_HOST
+#: and <OS user> in it.
+KERBEROS_REALM = "XRAY.LOCAL"
 #: JVM heap per daemon in MB (XRAY_HEAP_<DAEMON>); small: the NodeManager's containers, not
 #: the daemons, should get the memory of a 24 GiB machine.
 DAEMON_HEAP_MB = {name: int(_env(f"HEAP_{name.upper()}", str(mb))) for name, mb in {

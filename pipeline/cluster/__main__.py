@@ -1,7 +1,7 @@
 """python -m pipeline.cluster up|down|status|env|lock (the Makefile's cluster-* targets).
 
 up      start the cluster (Docker Compose when an engine answers, else native) and wait until
-        healthy; a second `up` is a no-op
+        healthy; a second `up` is a no-op; `up --secure`: native, with a KDC and Kerberos
 down    stop what `up` started (native: by pid file; Docker: compose down)
 status  each daemon's health and web UI; exit 1 when something is unhealthy
 env     `export` lines for spark-submit --master yarn: eval "$(python -m pipeline.cluster env)"
@@ -18,7 +18,7 @@ import shlex
 import sys
 
 from pipeline import config
-from pipeline.cluster import conf, docker, health, jars, native
+from pipeline.cluster import conf, docker, health, jars, kdc, native
 from pipeline.cluster.errors import ClusterError
 from pipeline.runtime.cli import EXIT_UNHEALTHY, base_parser, run_job
 
@@ -54,11 +54,16 @@ def status(current: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = base_parser(__doc__.split("\n\n")[0], spark=False, prog="python -m pipeline.cluster")
     p.add_argument("command", choices=("up", "down", "status", "env", "lock"))
+    p.add_argument("--secure", action="store_true",
+                   help="up: a Kerberized native cluster (docs/security.md); down, status and "
+                        "env follow the mode recorded at up")
     return p
 
 
 def main(args: argparse.Namespace) -> int:
     if args.command == "env":
+        if kdc.is_secure():
+            kdc.use_cluster_ticket()  # a fresh ticket in the cache KRB5CCNAME names
         for key, value in conf.spark_env().items():
             print(f"export {key}={shlex.quote(value)}")
         # Executors and driver run the Python that printed this, unless one is chosen.
@@ -67,13 +72,18 @@ def main(args: argparse.Namespace) -> int:
     if args.command == "lock":
         jars.write_lock()
         return 0
-    current = mode()
+    current = "native" if args.secure or kdc.is_secure() else mode()
+    if args.command == "status" and kdc.is_secure():
+        try:  # the checks ask SPNEGO-protected endpoints; a dead KDC shows as unhealthy
+            kdc.use_cluster_ticket()
+        except ClusterError as err:
+            print(f"no Kerberos ticket for the checks: {err}", file=sys.stderr)
     if args.command == "status":
         return status(current)
     if current == "docker":
         docker.up() if args.command == "up" else docker.down()
     elif args.command == "up":
-        native.up()
+        native.up(secure=args.secure)
     else:
         native.down()
     return 0
