@@ -28,7 +28,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-test: venv
+# kerberos: tests/cluster/test_secure.py runs a private secure cluster.
+test: venv kerberos
 	$(PY) -m pytest
 
 sample-data: venv

@@ -375,9 +375,8 @@ def _up(secure: bool) -> UpResult:
     jars_start = time.monotonic()
     jars.ensure_jars()
     result.timings["jars_s"] = time.monotonic() - jars_start
-    if secure and KDC in to_start:
-        result.started.append(KDC.name)
     if secure:
+        result.started += [KDC.name] if KDC in to_start else []
         to_start = _start_kdc(to_start)
     changed = conf.render()
     running = [d.name for d in DAEMONS if d not in to_start]
