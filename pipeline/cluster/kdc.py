@@ -183,9 +183,19 @@ def prepare_start() -> None:
     write_krb5_conf()
 
 
-def ready() -> bool:
-    """The KDC has written its keytab and answers on its port."""
-    if not _all_keytab().exists():
+#: What MiniKdc's main prints once the keytab holds every principal: the keytab file exists
+#: (and grows) while it adds them one by one.
+READY_LINE = "Standalone MiniKdc Running"
+
+
+def ready(out: Path, marker: str) -> bool:
+    """The KDC started after ``marker`` in its console log ``out`` has written its whole
+    keytab, and answers on its port."""
+    try:
+        console = out.read_text(errors="replace").rsplit(marker, 1)[-1]
+    except OSError:
+        return False
+    if READY_LINE not in console or not _all_keytab().exists():
         return False
     try:
         socket.create_connection((config.CLUSTER_BIND_HOST, config.CLUSTER_PORTS["kdc"]),
@@ -229,6 +239,8 @@ def _split_keytab(src: Path, dst: Path, keep: set[str]) -> int:
     if listing.returncode != 0:
         raise ClusterError(f"cannot read the KDC's keytab {src}: {listing.stderr.strip()}")
     names = [line.split()[1] for line in listing.stdout.splitlines()[3:] if line.strip()]
+    if keep - set(names):
+        raise ClusterError(f"the KDC's keytab {src} lacks {sorted(keep - set(names))}")
     drop = [slot for slot, name in enumerate(names, 1) if name not in keep]
     dst.unlink(missing_ok=True)
     script = [f"rkt {src}", *(f"delent {slot}" for slot in reversed(drop)), f"wkt {dst}", "q"]

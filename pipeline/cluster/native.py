@@ -210,10 +210,14 @@ def _environment(daemon: Daemon) -> dict[str, str]:
     return env
 
 
+#: Written into <daemon>.out before each start: what came after it is this start's console.
+_START_MARKER = "starting %s"
+
+
 def _start(daemon: Daemon) -> int:
     out = log_dir() / f"{daemon.name}.out"
     with out.open("ab") as sink:
-        sink.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {daemon.name}\n"
+        sink.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {_START_MARKER % daemon.name}\n"
                    .encode())
         sink.flush()
         process = subprocess.Popen(_command(daemon), stdin=subprocess.DEVNULL, stdout=sink,
@@ -320,7 +324,8 @@ def _start_kdc(to_start: list[Daemon]) -> list[Daemon]:
         return to_start
     kdc.prepare_start()
     _start(KDC)
-    seconds = _wait("the KDC", kdc.ready, (KDC,), config.CLUSTER_START_TIMEOUT_S)
+    seconds = _wait("the KDC", lambda: kdc.ready(log_dir() / "kdc.out", _START_MARKER % KDC.name),
+                    (KDC,), config.CLUSTER_START_TIMEOUT_S)
     kdc.finish_start()
     kdc.use_cluster_ticket()
     log.info("KDC ready in %.1f s", seconds)
