@@ -114,8 +114,9 @@ def make_client(webhdfs_url: str, user: str = HDFS_USER, kerberos: bool = False,
            session: requests.Session | None = None, timeout: tuple | None = None) -> Client:
     """HdfsCLI's client for the NameNode: SPNEGO with the caller's ticket when ``kerberos``
     (the HDFS user is the ticket's principal), else the ``user`` name as given."""
-    if not kerberos:
-        return InsecureClient(webhdfs_url, user=user, session=session, timeout=timeout)
+    if not kerberos:  # InsecureClient takes session=None as a session: pass only what is set
+        options = {k: v for k, v in (("session", session), ("timeout", timeout)) if v is not None}
+        return InsecureClient(webhdfs_url, user=user, **options)
     try:
         from hdfs.ext.kerberos import KerberosClient
     except ImportError as err:
