@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (MPEG2MPML, BasicTextSRStorage, DigitalXRayImageStorageForPresentation,
-                         ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit,
+                         ExplicitVRLittleEndian, JPEGBaseline8Bit,
                          JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, UID)
 
 FILMS = Path(__file__).parent / "fixtures" / "films"
@@ -75,8 +75,12 @@ def to_bytes(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
         ds.compress(syntax)
     else:
         ds.file_meta.TransferSyntaxUID = syntax
+    return _save(ds)
+
+
+def _save(ds: Dataset) -> bytes:
     out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True, implicit_vr=syntax == ImplicitVRLittleEndian)
+    ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
 
 
@@ -163,9 +167,7 @@ def jpeg_baseline_bytes(jpeg: bytes, **elements) -> bytes:
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     ds.LossyImageCompression = "01"
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return _save(ds)
 
 
 def gray_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
@@ -221,9 +223,7 @@ def unsupported_syntax_bytes(pixels: np.ndarray, syntax: str = MPEG2MPML) -> byt
     ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(60)])
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = syntax
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return _save(ds)
 
 
 def structured_report_bytes() -> bytes:
@@ -237,6 +237,4 @@ def structured_report_bytes() -> bytes:
     item = Dataset()
     item.RelationshipType, item.ValueType, item.TextValue = "CONTAINS", "TEXT", "No acute findings."
     ds.ContentSequence = Sequence([item])
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return _save(ds)
