@@ -203,7 +203,8 @@ def lateral_by_code_bytes(pixels: np.ndarray) -> bytes:
     """A frontal View Position left empty, the view given only as a code (SNOMED CT's
     'left lateral'), as some modalities write it."""
     code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "399173006", "SCT", "left lateral"
+    code.CodeValue, code.CodingSchemeDesignator = "399173006", "SCT"
+    code.CodeMeaning = "left lateral"
     return to_bytes(dataset(pixels, ViewPosition="", ViewCodeSequence=Sequence([code])))
 
 

@@ -46,6 +46,11 @@ GOOD = {
     "JPEG lossless SV1 windowed": lambda: D.windowed_bytes(PIXELS, JPEGLosslessSV1),
     "JPEG lossless process 14 MONOCHROME1": lambda: D.monochrome1_bytes(PIXELS, 12, JPEGLossless),
     "JPEG-LS lossless 16-bit": lambda: D.monochrome2_bytes(PIXELS, 16, JPEGLSLossless),
+    "MONOCHROME1 with INVERSE presentation LUT (DX)":
+        lambda: D.monochrome1_bytes(PIXELS, 12, PresentationLUTShape="INVERSE"),
+    "MONOCHROME2 with INVERSE presentation LUT":
+        lambda: D.monochrome1_bytes(PIXELS, 12, PhotometricInterpretation="MONOCHROME2",
+                                    PresentationLUTShape="INVERSE"),
     "no body part": lambda: D.body_part_bytes(PIXELS, None),
     "body part THORAX": lambda: D.body_part_bytes(PIXELS, "THORAX"),
     "view AP": lambda: D.lateral_bytes(PIXELS, "AP"),
@@ -103,8 +108,9 @@ BAD = {
     "MPEG-2 video": (lambda: D.unsupported_syntax_bytes(PIXELS),
                      R.unsupported_transfer_syntax("MPEG2 Main Profile / Main Level")),
     "structured report": (D.structured_report_bytes, R.DICOM_NOT_AN_IMAGE),
-    "palette colour": (lambda: D.monochrome2_bytes(PIXELS, PhotometricInterpretation="PALETTE COLOR"),
-                       R.DICOM_UNSUPPORTED_COLOUR),
+    "palette colour": (
+        lambda: D.monochrome2_bytes(PIXELS, PhotometricInterpretation="PALETTE COLOR"),
+        R.DICOM_UNSUPPORTED_COLOUR),
     "pixel data too short for its header": (
         lambda: D.monochrome2_bytes(PIXELS, 8, Rows=300), R.DICOM_UNDECODABLE),
     "corrupt RLE stream": (lambda: _corrupt_rle(), R.DICOM_UNDECODABLE),
@@ -168,7 +174,8 @@ def test_identifiers_are_read_from_the_header():
     bare = D.monochrome2_bytes(PIXELS, AccessionNumber="")
     assert dicom.read_identifiers(bare).accession_number is None
     # A header alone is enough: a file cut in its pixel data still names its patient.
-    assert dicom.read_identifiers(D.truncated_bytes(PIXELS, 0.6)).patient_id == D.PATIENT["PatientID"]
+    cut = D.truncated_bytes(PIXELS, 0.6)
+    assert dicom.read_identifiers(cut).patient_id == D.PATIENT["PatientID"]
     with pytest.raises(dicom.DicomError):
         dicom.read_identifiers(bytes(128) + b"DICM" + b"\xff" * 16)
 

@@ -232,7 +232,8 @@ def _check_syntax(ds: Dataset) -> None:
 # --- rendering --------------------------------------------------------------------------------
 def _render(ds: Dataset, photometric: str) -> Image.Image:
     """Modality LUT (rescale), then VOI LUT or window, then 0-255 over the output range;
-    MONOCHROME1 inverted. Colour films (rare secondary captures) become luminance."""
+    MONOCHROME1 (or an INVERSE presentation LUT) inverted. Colour films (rare secondary
+    captures) become luminance."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
     arr = ds.pixel_array
     if photometric in _COLOUR:  # pydicom returns RGB for every YBR flavour
@@ -249,7 +250,10 @@ def _render(ds: Dataset, photometric: str) -> Image.Image:
     gray -= lo
     gray *= 255 / max(hi - lo, 1)
     np.clip(np.rint(gray, out=gray), 0, 255, out=gray)
-    if photometric == "MONOCHROME1":
+    # MONOCHROME1 is shown inverted; so is an INVERSE presentation LUT, which DX files also
+    # carry with MONOCHROME1 to say the same thing (not a second inversion)
+    inverse = str(ds.get("PresentationLUTShape", "")).strip() == "INVERSE"
+    if photometric == "MONOCHROME1" or inverse:
         np.subtract(255, gray, out=gray)
     return Image.fromarray(gray.astype(np.uint8), "L")
 
