@@ -170,6 +170,13 @@ def jpeg_baseline_bytes(jpeg: bytes, **elements) -> bytes:
     return _save(ds)
 
 
+def rgb_bytes(rgb: np.ndarray, syntax: str = ExplicitVRLittleEndian) -> bytes:
+    """A colour secondary capture (``uint8[rows, cols, 3]``, RGB, interleaved)."""
+    ds = dataset(rgb[..., 0], 8, "RGB", SamplesPerPixel=3, PlanarConfiguration=0)
+    ds.PixelData = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    return to_bytes(ds, syntax)
+
+
 def gray_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels, "L").save(out, "JPEG", quality=quality)

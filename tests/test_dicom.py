@@ -9,8 +9,10 @@ import re
 
 import numpy as np
 import pytest
-from pydicom.uid import (DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless,
-                         JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless)
+from PIL import Image
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
+                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLossless, JPEGLosslessSV1,
+                         JPEGLSLossless, RLELossless)
 
 from pipeline.data import dicom
 from pipeline.data.images import ImageInfo, decode_bytes, inspect_image
@@ -89,6 +91,15 @@ def test_jpeg_baseline_renders_as_its_jpeg(film):
     each class, as an 8-bit gray JPEG)."""
     jpeg = D.gray_jpeg(D.film(film))
     assert np.abs(_gray(D.jpeg_baseline_bytes(jpeg)) - _gray(jpeg)).max() <= 1
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, RLELossless])
+def test_colour_dicom_renders_as_pillow_makes_it_gray(syntax):
+    """A colour secondary capture (a real film, tinted so that its channels differ) becomes
+    its luminance, as Pillow's convert("L") makes it of the same pixels."""
+    rgb = np.stack([PIXELS, PIXELS // 2 + 60, 255 - PIXELS], axis=-1)
+    want = np.asarray(Image.fromarray(rgb, "RGB").convert("L")).astype(int)
+    assert np.abs(_gray(D.rgb_bytes(rgb, syntax)) - want).max() <= 1
 
 
 BAD = {
