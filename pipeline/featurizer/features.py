@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 ERROR_COL = "featurize_error"
 _CACHE_META = "_featurizer.json"
-#: Version of what a cache holds (3: vectors by path only); older caches are redone.
-_CACHE_FORMAT = 3
+#: Version of what a cache holds (3: vectors by path only; 4: pooled in float32 outside the
+#: network); older caches are redone.
+_CACHE_FORMAT = 4
 
 
 @dataclass
