@@ -194,3 +194,12 @@ CACHE_ROWS_PER_GROUP = 128
 CACHE_SHUFFLE_GROUPS = 4
 #: Spark's GPU discovery script for executors, relative to the repository (spark-conf/).
 GPU_DISCOVERY_SCRIPT = str(REPO_ROOT / "spark-conf" / "gpu-discovery.sh")
+
+# --- screening new films (jobs/predict.py) --------------------------------------------------
+#: Studies the worklist shows with thumbnails and overlays (all are in studies.csv): a 4k-film
+#: run stays a page a browser opens at once.
+WORKLIST_MAX_IMAGES = int(_env("WORKLIST_MAX_IMAGES", "200"))
+#: ``--watch``: how often the input folder is looked at, and at most how many new films one
+#: micro-batch takes (a burst is then scored in several, each written as it completes).
+WATCH_TRIGGER_S = float(_env("WATCH_TRIGGER_S", "2"))
+WATCH_MAX_FILES_PER_BATCH = int(_env("WATCH_MAX_FILES_PER_BATCH", "256"))

@@ -57,6 +57,15 @@ def decode_bytes(data: bytes, size: int, draft: bool = DRAFT_DECODE) -> np.ndarr
         return np.asarray(_to_rgb(img).resize((size, size), Image.BILINEAR))
 
 
+def decode_display(data: bytes, max_side: int, draft: bool = DRAFT_DECODE) -> np.ndarray:
+    """An encoded film as ``uint8[h, w, 3]`` RGB at its own aspect ratio, its longer side at
+    most ``max_side``: what a reader sees in a worklist, not what a model is fed."""
+    with open_image(data, draft_size=max_side if draft else None) as img:
+        rgb = _to_rgb(img)
+        rgb.thumbnail((max_side, max_side), Image.BILINEAR)
+        return np.asarray(rgb)
+
+
 def struct_to_rgb(height: int, width: int, n_channels: int, data: bytes, size: int) -> np.ndarray:
     """Spark image-source struct (BGR/BGRA/gray bytes) into ``uint8[size, size, 3]`` RGB."""
     if n_channels not in (1, 3, 4) or height <= 0 or width <= 0:

@@ -20,6 +20,8 @@ from pipeline.data.rules import Duplicate, Skipped
 from pipeline.report.metrics import binary_metrics, roc_curve
 
 SCHEMA = "xray-metrics/1"
+#: The document's name in every run folder.
+METRICS_FILE = "metrics.json"
 
 
 def spark_run(spark: SparkSession) -> dict[str, str]:
