@@ -65,7 +65,6 @@ class LeaseFS(Protocol):
     """What a lease needs of a file system (pipeline.fs.storage.HadoopFS)."""
 
     def qualify(self, uri: str) -> str: ...
-    def parent(self, uri: str) -> str | None: ...
     def modified(self, uri: str) -> int | None: ...
     def read_bytes(self, uri: str) -> bytes: ...
     def create_new(self, uri: str, data: bytes) -> bool: ...
@@ -233,8 +232,7 @@ _lock = threading.RLock()
 _held: dict[str, Lease] = {}
 
 
-def acquire(fs: LeaseFS, output: str, application: str,
-            timeout_s: float | None = None) -> Lease:
+def acquire(fs: LeaseFS, output: str, application: str) -> Lease:
     """The lease on ``output`` for this process (the one it holds already, if any); raises
     LeaseHeld naming the holder when another live job has it."""
     path = lease_path(fs, output)
@@ -244,7 +242,7 @@ def acquire(fs: LeaseFS, output: str, application: str,
             return held
         me = Holder(application=application, host=socket.gethostname(), pid=os.getpid(),
                     since=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    timeout_s=config.LEASE_TIMEOUT_S if timeout_s is None else timeout_s,
+                    timeout_s=config.LEASE_TIMEOUT_S,
                     token=uuid.uuid4().hex)
         seen, refreshed = None, False
         for _ in range(_TRIES):
