@@ -63,6 +63,12 @@ LR_ELASTIC_NET = 0.3
 #: validation split: missing pneumonia costs more than a second look at a normal film.
 TARGET_SENSITIVITY = 0.95
 
+# --- outputs (pipeline/fs/lease.py) ---------------------------------------------------------
+#: One writer per output: a job holds a lease beside each output it writes, refreshed every
+#: quarter of this; a lease unrefreshed this long is a killed job's and is taken over (after
+#: watching it for half as long again, so a slow clock cannot steal a live one).
+LEASE_TIMEOUT_S = float(_env("LEASE_TIMEOUT_S", "60"))
+
 # --- cluster (pipeline/cluster, docs/cluster.md) --------------------------------------------
 #: Hadoop's servers, fetched from Maven Central (pipeline/cluster/hadoop-jars.pom.xml). 3.5 is
 #: the first line whose servers run on Java 17; changing it means regenerating the jar lock.
