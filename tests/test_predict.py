@@ -184,7 +184,8 @@ def test_finetuned_model_scores_with_grad_cam(spark, tree, tmp_path):
     doc = MetricsDocument.build(spark, labels=np.array([0, 1, 1, 0]), scores=np.array([.2, .7, .6, .4]),
                                 threshold=0.5, method="finetune-cnn", model_name="cnn",
                                 weights="none", data=str(tree), model=str(run / "model.keras"),
-                                split="validation", threshold_source="test")
+                                split="validation", threshold_source="test", timings_s={},
+                                images_per_s=0.0, training={})
     (run / "metrics.json").write_text(doc.to_json())
     inbox = tmp_path / "in"
     inbox.mkdir()

@@ -84,7 +84,7 @@ def grad_cam(body: "keras.Model", head: "keras.Model",
              films: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(scores ``[n]``, maps ``[n, h, w]``, each >= 0) for raw RGB ``films``: the maps
     weighted by the spatial mean of the score's gradient, summed over channels, ReLU."""
-    maps = np.asarray(body(films, training=False))
+    maps = np.asarray(body([films], training=False))
     scores, grads = _score_and_gradients(head, maps)
     maps, grads = maps.astype(np.float32), grads.astype(np.float32)
     weights = grads.mean(axis=(1, 2), keepdims=True)
