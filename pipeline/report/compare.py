@@ -76,7 +76,7 @@ table{{border-collapse:collapse;font-size:.9rem}}td,th{{border:1px solid #ccc;pa
 <p><small>A screening aid for research use, not a medical device.</small></p></body></html>"""
 
 
-def _run_name(uri: str) -> str:
+def run_name(uri: str) -> str:
     """The run folder's name (also when the URI names its metrics.json)."""
     parts = uri.rstrip("/").split("/")
     return parts[-2] if parts[-1].endswith(".json") and len(parts) > 1 else parts[-1]
@@ -86,7 +86,7 @@ def compare(spark: SparkSession, runs: list[str], out: str) -> list[dict]:
     """Write the comparison of ``runs`` to ``out`` (atomically); returns the table rows."""
     if not runs:
         raise ValueError("name at least one run to compare")
-    named = [(_run_name(uri), load_run(spark, uri)) for uri in runs]
+    named = [(run_name(uri), load_run(spark, uri)) for uri in runs]
     rows = [row(name, doc) for name, doc in named]
     with tempfile.TemporaryDirectory() as local:
         folder = Path(local)
