@@ -227,3 +227,19 @@ def test_target_sensitivity_needs_stored_validation_scores(spark, tree, tmp_path
     with pytest.raises(ValueError, match="stores no validation scores"):
         evaluate(spark, EvalConfig(data=str(tree), model=str(FIXTURES / "model-flat-layout"),
                                    out=str(tmp_path / "o"), target_sensitivity=0.9))
+
+
+def test_train_on_a_fine_tuned_backbone(spark, tree, tmp_path):
+    """train --model-file: the features come from a .keras model's penultimate layer (the
+    report's cnn here, untrained: what matters is the wiring), recorded in the summary."""
+    from pipeline.finetune.models import build_model
+
+    model_file = tmp_path / "model.keras"
+    build_model("cnn", 32).save(model_file)
+    args = ["--data", str(tree), "--model-out", str(tmp_path / "m"), "--model-file",
+            str(model_file), "--weights", "none", "--master", "local[2]"]
+    run_job(train_job.main, train_job.parser(), args)
+    saved = load_model(spark, str(tmp_path / "m"))
+    assert saved.featurizer.getModelFile() == str(model_file)
+    assert saved.summary.config.model_file == str(model_file)
+    assert len(saved.classifier.coefficients) == 64  # the cnn's penultimate width
