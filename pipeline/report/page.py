@@ -39,57 +39,57 @@ def plot_confusion(doc: MetricsDocument, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_roc(curves: list[tuple[str, MetricsDocument]], path: Path) -> None:
-    """ROC curves of one or more runs (``(label, doc)``), each with its operating point."""
+def _square_plot(path: Path, draw, xlabel: str, ylabel: str, title: str, legend: str) -> None:
+    """One square figure with the diagonal (chance, or perfect calibration) into ``path``;
+    ``draw(ax)`` adds the curves."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=120)
-    for label, doc in curves:
-        m = doc.metrics
-        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
-        line, = ax.plot(doc.roc["fpr"], doc.roc["tpr"], label=f"{label} (AUC {auc})")
-        if m["specificity"] is not None and m["sensitivity"] is not None:
-            ax.plot([1 - m["specificity"]], [m["sensitivity"]], "o", color=line.get_color())
+    draw(ax)
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
-    ax.set_xlabel("False positive rate (1 - specificity)")
-    ax.set_ylabel("True positive rate (sensitivity)")
-    ax.set_title("ROC (dot: chosen threshold)")
-    ax.legend(loc="lower right", fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc=legend, fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+_FPR, _TPR = "False positive rate (1 - specificity)", "True positive rate (sensitivity)"
+
+
+def plot_roc(curves: list[tuple[str, MetricsDocument]], path: Path) -> None:
+    """ROC curves of one or more runs (``(label, doc)``), each with its operating point."""
+    def draw(ax) -> None:
+        for label, doc in curves:
+            m = doc.metrics
+            auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+            line, = ax.plot(doc.roc["fpr"], doc.roc["tpr"], label=f"{label} (AUC {auc})")
+            if m["specificity"] is not None and m["sensitivity"] is not None:
+                ax.plot([1 - m["specificity"]], [m["sensitivity"]], "o", color=line.get_color())
+
+    _square_plot(path, draw, _FPR, _TPR, "ROC (dot: chosen threshold)", "lower right")
 
 
 def plot_reliability(calibration: dict, path: Path) -> None:
     """Reliability diagram of the scored split: observed share of pneumonia against the
     predicted probability, raw scores and calibrated, the diagonal being perfect."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=120)
-    for key, label in (("raw", "raw score"), ("calibrated", "calibrated")):
-        r = calibration["reliability"][key]
-        ece = calibration["ece"][key]
-        ax.plot(r["predicted"], r["observed"], "o-", label=f"{label} (ECE {ece:.3f})")
-    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
-    ax.set_xlabel("Predicted probability of pneumonia")
-    ax.set_ylabel("Observed share with pneumonia")
-    ax.set_title(f"Reliability ({calibration['bins']} bins)")
-    ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    def draw(ax) -> None:
+        for key, label in (("raw", "raw score"), ("calibrated", "calibrated")):
+            r = calibration["reliability"][key]
+            ax.plot(r["predicted"], r["observed"], "o-",
+                    label=f"{label} (ECE {calibration['ece'][key]:.3f})")
+
+    _square_plot(path, draw, "Predicted probability of pneumonia", "Observed share with pneumonia",
+                 f"Reliability ({calibration['bins']} bins)", "upper left")
 
 
 def plot_cv_roc(cv: dict, path: Path) -> None:
     """The pooled out-of-fold ROC of a cross-validation."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=120)
     pooled = cv["pooled"]
-    ax.plot(pooled["roc"]["fpr"], pooled["roc"]["tpr"],
-            label=f"{cv['folds']} folds pooled (AUC {pooled['roc_auc']:.3f})")
-    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
-    ax.set_xlabel("False positive rate (1 - specificity)")
-    ax.set_ylabel("True positive rate (sensitivity)")
-    ax.set_title("Cross-validation: out-of-fold ROC")
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _square_plot(path, lambda ax: ax.plot(
+        pooled["roc"]["fpr"], pooled["roc"]["tpr"],
+        label=f"{cv['folds']} folds pooled (AUC {pooled['roc_auc']:.3f})"),
+        _FPR, _TPR, "Cross-validation: out-of-fold ROC", "lower right")
 
 
 def embed_png(path: Path) -> str:
