@@ -90,7 +90,7 @@ def test_model_saved_before_the_package_layout_loads(spark, tree, tmp_path):
     old = load_model(spark, str(FIXTURES / "model-flat-layout"))
     assert old.featurizer.getModelName() == "VGG16" and old.summary.config.weights == "none"
     # saved before calibration and validation scores were stored: they read None
-    assert old.calibrator is None and old.validation is None and old.summary.cv_folds == 0
+    assert old.calibrator is None and old.validation is None and old.summary.config.cv_folds == 0
     with pytest.raises(ValueError, match="without a stored calibration"):
         calibrated_probabilities(old, np.array([0.5]))
     assert old.summary.threshold == pytest.approx(old.classifier.getThreshold())
