@@ -47,8 +47,11 @@ def test_round_trip_and_refusals():
     assert Calibrator.from_dict(cal.to_dict()) == cal and cal.fitted_on == 300
     with pytest.raises(ValueError, match="both classes"):
         fit_platt(np.ones(5), np.linspace(0.1, 0.9, 5))
-    with pytest.raises(ValueError, match="not positive"):
-        fit_platt(y, 1 - s)  # scores that rank the classes backwards
+    backwards = fit_platt(y, 1 - s)  # scores that rank the classes backwards
+    assert backwards.method == "prior" and backwards.slope > 0
+    p = backwards.apply(1 - s)
+    assert np.allclose(p, (y.sum() + 1) / (len(y) + 2), atol=1e-3)  # the prevalence
+    assert roc_auc(y, p) == pytest.approx(roc_auc(y, 1 - s), abs=1e-12)  # ranking kept
 
 
 def test_brier_ece_and_reliability_by_hand():

@@ -22,6 +22,8 @@ import numpy as np
 
 #: Scores are clipped this far from 0 and 1 before the logit.
 _EPS = 1e-7
+#: The slope of a calibration whose scores carry no ranking: probabilities all but equal.
+_FLAT_SLOPE = 1e-6
 #: Reliability diagram and ECE: equal-width bins of the predicted probability.
 BINS = 10
 
@@ -42,6 +44,7 @@ class Calibrator:
     slope: float
     intercept: float
     fitted_on: int
+    #: ``platt``, or ``prior`` where the scores did not rank the classes (``fit_platt``).
     method: str = "platt"
 
     def apply(self, scores: np.ndarray) -> np.ndarray:
@@ -61,7 +64,9 @@ def fit_platt(y_true: np.ndarray, scores: np.ndarray, iterations: int = 50) -> C
 
     Targets are Platt's smoothed ``(n+ + 1) / (n+ + 2)`` and ``1 / (n- + 2)``, which keep a
     small, perfectly separated validation part from producing probabilities of exactly 0 or 1.
-    A fit whose slope comes out non-positive (scores that do not rank the classes) is refused.
+    Where the best slope is not positive (scores that do not rank the classes, as a random
+    network's may not), the honest probability is the prevalence for every film: method
+    ``prior``, a vanishing positive slope so that the ranking, and so every AUC, is kept.
     """
     y = np.asarray(y_true).astype(int)
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
@@ -89,9 +94,8 @@ def fit_platt(y_true: np.ndarray, scores: np.ndarray, iterations: int = 50) -> C
         current = loss(beta)
         if previous - current < 1e-12 * max(1.0, abs(previous)):
             break
-    if not beta[0] > 0:
-        raise ValueError(f"calibration slope {beta[0]:.3g} is not positive: the validation "
-                         "scores do not rank pneumonia above normal")
+    if not beta[0] > _FLAT_SLOPE:
+        return Calibrator(_FLAT_SLOPE, float(np.log((n_pos + 1) / (n_neg + 1))), len(y), "prior")
     return Calibrator(float(beta[0]), float(beta[1]), len(y))
 
 

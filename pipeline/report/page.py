@@ -166,9 +166,12 @@ def _calibration_block(doc: MetricsDocument, out_dir: Path) -> str:
     if c is None:
         return ""
     cal = c["calibrator"]
-    return (f"<h2>Calibration</h2><p>Platt scaling fitted on {cal['fitted_on']} validation films "
-            f"(slope {cal['slope']:.3f}, intercept {cal['intercept']:.3f}); it keeps every "
-            f"ranking, so AUCs and thresholds do not move. On this split: Brier score "
+    fitted = (f"Platt scaling fitted on {cal['fitted_on']} validation films (slope "
+              f"{cal['slope']:.3f}, intercept {cal['intercept']:.3f})" if cal["method"] == "platt"
+              else f"The {cal['fitted_on']} validation films' scores did not rank the classes, so "
+                   f"every film's probability is their share of pneumonia")
+    return (f"<h2>Calibration</h2><p>{fitted}; it keeps every ranking, so AUCs and thresholds "
+            f"do not move. On this split: Brier score "
             f"{c['brier']['raw']:.4f} raw, {c['brier']['calibrated']:.4f} calibrated; expected "
             f"calibration error {c['ece']['raw']:.4f} raw, {c['ece']['calibrated']:.4f} "
             f"calibrated.</p><div class=\"plots\">{embed_png(out_dir / 'reliability.png')}</div>")
