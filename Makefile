@@ -18,7 +18,7 @@ DEMO_DATA := $(if $(DATA),$(DATA),demo-data/chest_xray)
 SUBMIT := SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master '$(MASTER)' \
 	--driver-java-options '-Dlog4j.configurationFile=$(abspath spark-conf/log4j2.properties)'
 
-.PHONY: venv test demo demo-local sample-data clean
+.PHONY: venv browser test demo demo-local sample-data clean
 
 venv: $(STAMP)
 
@@ -28,7 +28,16 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-test: venv
+# Headless Chromium for tests/test_browser.py: Debian's package, installed once (a no-op when a
+# chromium, chromium-browser or google-chrome is already on PATH).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium || command -v chromium-browser || command -v google-chrome || { \
+		command -v apt-get >/dev/null || { echo "install Chromium with your package manager" >&2; exit 1; }; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+			--no-install-recommends chromium fonts-dejavu-core; }
+
+test: venv browser
 	$(PY) -m pytest
 
 sample-data: venv

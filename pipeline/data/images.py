@@ -1,8 +1,9 @@
 """Turning stored images into model-ready RGB arrays, and describing them for the manifest.
 
-Every image is opened by ``rules.open_image``, the one acceptance rule. Two inputs reach the
-featurizer: compressed file bytes (Spark's ``binaryFile`` source) and the decoded struct of
-Spark's ``image`` source (row-major BGR/BGRA or gray). Both end as ``uint8[size, size, 3]``
+Every image is opened by ``rules.open_image``, the one acceptance rule (a DICOM film comes
+from it rendered in 8-bit gray, as a viewer shows it, and goes on like a gray PNG). Two inputs
+reach the featurizer: compressed file bytes (Spark's ``binaryFile`` source) and the decoded
+struct of Spark's ``image`` source (row-major BGR/BGRA or gray). Both end as ``uint8[size, size, 3]``
 RGB resized with Pillow's bilinear filter, which is exactly what
 ``keras.utils.load_img(path, target_size=(size, size), interpolation="bilinear")`` returns,
 so the Spark output can be checked against plain Keras.

@@ -92,10 +92,34 @@ def plot_cv_roc(cv: dict, path: Path) -> None:
         _FPR, _TPR, "Cross-validation: out-of-fold ROC", "lower right")
 
 
+#: The look every page shares (the evaluation report, the screening worklist).
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}\n"
+         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .6rem}\n"
+         ".warn{background:#fff3cd;border:1px solid #e0c36c;padding:.6rem}")
+
+#: Every page's last line.
+DISCLAIMER = ("A screening aid for research use, not a medical device: every film still needs a\n"
+              "qualified reader.")
+
+
+def random_weights_banner(weights: str, method: str) -> str:
+    """The warning a page opens with when its scores come from frozen random features."""
+    # Frozen random features only check the pipeline; a fine-tuned network starts random too
+    # but is then trained, so the warning is the featurizer arm's alone.
+    if weights == "none" and method == "featurizer+lr":
+        return ('<p class="warn">Features come from a randomly initialised network '
+                '(weights=none): this run checks the pipeline; it is not a clinical result.</p>')
+    return ""
+
+
+def png_src(data: bytes) -> str:
+    """A PNG as a ``data:`` URI, so a page is one file a clinician can mail or open offline."""
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
 def embed_png(path: Path) -> str:
-    """An <img> with the PNG inline, so a report is one file a clinician can mail or open offline."""
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+    """An <img> with the PNG file inline."""
+    return f'<img alt="{html.escape(path.stem)}" src="{png_src(path.read_bytes())}">'
 
 
 def _pct(value: float | None) -> str:
@@ -197,12 +221,7 @@ def _cv_block(doc: MetricsDocument, out_dir: Path) -> str:
 def render_html(doc: MetricsDocument, out_dir: Path) -> str:
     m = doc.metrics
     esc = html.escape
-    banner = ""
-    # Frozen random features only check the pipeline; a fine-tuned network starts random too
-    # but is then trained, so the warning is the featurizer arm's alone.
-    if doc.weights == "none" and doc.method == "featurizer+lr":
-        banner = ('<p class="warn">Features come from a randomly initialised network '
-                  '(weights=none): this run checks the pipeline; it is not a clinical result.</p>')
+    banner = random_weights_banner(doc.weights, doc.method)
     rows = "".join(
         f"<tr><td>{esc(k)}</td><td>{'n/a' if m[k] is None else f'{m[k]:.4f}'}</td></tr>"
         for k in ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc"))
@@ -215,9 +234,7 @@ def render_html(doc: MetricsDocument, out_dir: Path) -> str:
     counts = m["counts"]
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Pneumonia screening evaluation: {esc(doc.model_name)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .6rem}}
-.warn{{background:#fff3cd;border:1px solid #e0c36c;padding:.6rem}}.plots img{{max-width:48%}}
+<style>{STYLE}.plots img{{max-width:48%}}
 .key{{font-size:1.3rem}}</style></head><body>
 <h1>Pneumonia screening evaluation</h1>{banner}
 <p>{esc(doc.method)} &middot; model <b>{esc(doc.model_name)}</b> &middot; weights
@@ -235,8 +252,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .6r
 <h2>Timings</h2><table>{timings}</table><p>{doc.images_per_s:.1f} images/s end to end.</p>
 <h2>Files not scored ({len(doc.skipped)})</h2><ul>{skipped}</ul>
 <h2>Warnings ({len(notes)})</h2><ul>{warnings}</ul>
-<p><small>A screening aid for research use, not a medical device: every film still needs a
-qualified reader. Schema {esc(doc.schema)}.</small></p></body></html>"""
+<p><small>{DISCLAIMER} Schema {esc(doc.schema)}.</small></p></body></html>"""
 
 
 def write_metrics_report(out_dir: Path, doc: MetricsDocument) -> None:
