@@ -62,6 +62,14 @@ LR_ELASTIC_NET = 0.3
 #: The decision threshold is the highest one that still reaches this sensitivity on the
 #: validation split: missing pneumonia costs more than a second look at a normal film.
 TARGET_SENSITIVITY = 0.95
+#: Sensitivity targets every report also shows, each with its own validation threshold, so
+#: a site can pick its operating point without retraining (jobs/evaluate.py
+#: --target-sensitivity).
+OPERATING_TARGETS = (0.90, 0.95, 0.98)
+
+# --- uncertainty and cross-validation (pipeline/report) -------------------------------------
+#: Resamples of the patient-clustered bootstrap behind every report's intervals.
+BOOTSTRAP_RESAMPLES = 1000
 
 # --- outputs (pipeline/fs/lease.py) ---------------------------------------------------------
 #: One writer per output: a job holds a lease beside each output it writes, refreshed every
