@@ -7,6 +7,14 @@ folder is a warning. Symbolic links (local trees) are skipped, never followed. S
 reads only the known class folders, with the image source or as raw bytes, and only the
 accepted files go on: Spark's own listing of those folders does follow links, and a join on
 the accepted paths drops what else it read before the featurizer.
+
+A film whose bytes the storage cannot hand over (every replica of a block fails its checksum,
+a block is missing, the file went away since the listing) is a bad film, not a failed job:
+the read skips it (Spark's ``ignoreCorruptFiles``/``ignoreMissingFiles`` source options catch
+the IOException where the file is opened, once, instead of failing the task four times), and
+``unread`` names each film the listing expected but the read did not deliver, with the reason
+a second read on the driver gives. HDFS itself reads around a bad replica when another one
+is good, so only films with no good copy end up here.
 """
 from __future__ import annotations
 
@@ -26,7 +34,7 @@ from pipeline.data.patients import patient_id
 from pipeline.data.rules import Duplicate, Skipped
 from pipeline.data.split import validation_mask
 from pipeline.data.tree import Entry, Lister, TreeError, walk
-from pipeline.fs.storage import HadoopFS, local_path
+from pipeline.fs.storage import HadoopFS, StorageError, local_path
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,13 @@ META_SCHEMA = StructType([
 
 #: sha256 of each file's bytes (image source: of its decoded pixels), to find duplicates.
 HASH_COL = "sha256"
+#: Spark file-source options: a file whose read throws an IOException (checksum error on the
+#: only replica, missing block) or is gone since the listing is left out of what is read,
+#: instead of failing its task (and the job after ``spark.task.maxFailures`` tries).
+TOLERANT_READ = {"ignoreCorruptFiles": "true", "ignoreMissingFiles": "true"}
+#: ``unread`` re-reads at most this many films on the driver to give each its own reason; a
+#: dead DataNode can make thousands unreadable, each costing HDFS's retries (seconds).
+MAX_PROBES = 20
 
 
 @dataclass
@@ -115,20 +130,61 @@ def _origin_as_path(origin):
     return F.regexp_replace(decoded, "^file:///", "file:/")
 
 
-def read_images(spark: SparkSession, listing: Listing, reader: str = config.DEFAULT_READER) -> DataFrame:
-    """The accepted images with their metadata (``META_SCHEMA``) and an ``image`` column: the
-    image-source struct (``reader="image"``) or the file's bytes (``"binaryFile"``)."""
+def read_films(spark: SparkSession, folders: list[str],
+               reader: str = config.DEFAULT_READER) -> DataFrame:
+    """Every file under ``folders`` as ``path``, ``image`` (the image-source struct with
+    ``reader="image"``, the file's bytes with ``"binaryFile"``) and ``sha256``. A file the
+    storage cannot read is left out, not fatal (``TOLERANT_READ``): name those with ``unread``."""
     if reader not in config.READERS:
         raise ValueError(f"reader must be one of {config.READERS}, got {reader!r}")
-    folders = sorted({p.rsplit("/", 1)[0] for p in listing.images["path"]})
-    raw = spark.read.format(reader).option("recursiveFileLookup", "true").load(folders)
+    raw = (spark.read.format(reader).options(**TOLERANT_READ)
+           .option("recursiveFileLookup", "true").load(folders))
     if reader == "image":
-        raw = raw.select(_origin_as_path(F.col("image.origin")).alias("path"), "image",
-                         F.sha2(F.col("image.data"), 256).alias(HASH_COL))
-    else:
-        raw = raw.select("path", F.col("content").alias("image"),
-                         F.sha2(F.col("content"), 256).alias(HASH_COL))
-    return raw.join(F.broadcast(metadata(spark, listing)), on="path", how="inner")
+        return raw.select(_origin_as_path(F.col("image.origin")).alias("path"), "image",
+                          F.sha2(F.col("image.data"), 256).alias(HASH_COL))
+    return raw.select("path", F.col("content").alias("image"),
+                      F.sha2(F.col("content"), 256).alias(HASH_COL))
+
+
+def read_images(spark: SparkSession, listing: Listing, reader: str = config.DEFAULT_READER) -> DataFrame:
+    """The accepted images with their metadata (``META_SCHEMA``) and an ``image`` column: the
+    image-source struct (``reader="image"``) or the file's bytes (``"binaryFile"``). Films the
+    storage cannot read are missing from it: ``unread`` names them."""
+    folders = sorted({p.rsplit("/", 1)[0] for p in listing.images["path"]})
+    return read_films(spark, folders, reader).join(F.broadcast(metadata(spark, listing)),
+                                                   on="path", how="inner")
+
+
+def unread(spark: SparkSession, expected: DataFrame, got: DataFrame) -> list[Skipped]:
+    """Each film of ``expected`` (a DataFrame with ``path``) missing from ``got`` (what a read
+    through ``read_films``/``read_images`` delivered, or anything made from it that keeps every
+    row and ``path``), with its reason, sorted by path.
+
+    Pass ``got`` persisted or already written: it is scanned once more for its paths. The
+    first ``MAX_PROBES`` films are read again on the driver for their reason.
+    """
+    missing = [r["path"] for r in expected.select("path").join(got.select("path"), on="path",
+                                                                how="left_anti")
+               .orderBy("path").collect()]
+    skipped = [Skipped(path, _read_failure(spark, path) if i < MAX_PROBES else
+                       rules.unreadable(f"the read failed; not re-read, more than {MAX_PROBES} did"))
+               for i, path in enumerate(missing)]
+    for item in skipped:
+        log.warning("unreadable, left out: %s: %s", item.path, item.reason)
+    return skipped
+
+
+def _read_failure(spark: SparkSession, path: str) -> str:
+    """Why ``path`` cannot be read, in the words of ``pipeline.data.rules``."""
+    try:
+        HadoopFS(spark, path).read_bytes(path)
+    except StorageError as err:
+        detail = str(err).removeprefix(f"{path}: ")
+        if "ChecksumException" in detail or "BlockMissingException" in detail:
+            return rules.HDFS_CHECKSUM
+        return rules.unreadable(detail)
+    return rules.unreadable("the read failed on an executor and worked when retried; "
+                            "re-run to include it")
 
 
 def metadata(spark: SparkSession, listing: Listing) -> DataFrame:
