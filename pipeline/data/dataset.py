@@ -142,8 +142,9 @@ def _parse(paths: list[str], described: list[str]) -> list[Entry] | None:
 def _entry(status) -> Entry:
     """One entry, one Py4J call per field: for what ``_parse`` cannot split."""
     path = status.getPath().toString()
-    return Entry(path.rstrip("/").rpartition("/")[2], path, bool(status.isDirectory()),
-                 int(status.getLen()))
+    is_dir = bool(status.isDirectory())
+    return Entry(path.rstrip("/").rpartition("/")[2], path, is_dir,
+                 0 if is_dir else int(status.getLen()))
 
 
 def _java_fs(spark: SparkSession, base: str):
@@ -184,7 +185,8 @@ def _manifest_listing(spark: SparkSession, fs: HadoopFS, base: str,
     The check costs a few requests per split, not one per film. HDFS (like a local file
     system) sets a folder's modification time whenever an entry is created, deleted or
     renamed in it, and ingest writes the manifest after its last upload; so split and class
-    folders no newer than the manifest hold the entries they held then. Each split's content
+    folders older than the manifest hold the entries they held then (times are in ms: one
+    as old as the manifest counts as changed). Each split's content
     summary (one NameNode request) must then count as many files and bytes as the manifest
     lists, so litter ingest left in place (a hidden file, a file it did not upload) sends the
     tree to the walk, which names it. Changing a file's bytes in place (append, truncate)
@@ -209,7 +211,7 @@ def _manifest_listing(spark: SparkSession, fs: HadoopFS, base: str,
         folder = f"{base}/{split}"
         classes = {e.path.rstrip("/").rpartition("/")[2]: e for e in fs.list_dir(folder)}
         if any(n not in config.CLASSES or not e.is_dir for n, e in classes.items()) or \
-                max([top[split].modified, *(e.modified for e in classes.values())]) > own.modified:
+                max([top[split].modified, *(e.modified for e in classes.values())]) >= own.modified:
             return _stale(base, f"{split}/ changed after the manifest was written")
         rows = frame[frame["split"] == split]
         folder_of = rows["path"].str.split("/").str[1]
