@@ -17,9 +17,10 @@ import dataclasses
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ def read_frame(data: bytes, columns: Sequence[str] = COLUMNS) -> pd.DataFrame:
     """``columns`` of a manifest written by ``to_csv`` as a table (every value a string, as
     written): one parse in C, no object per row, for trees of a million films. ValueError if
     it is not a manifest."""
+    import pandas as pd  # here: ingest imports this module, and needs no pandas
+
     try:
         frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False,
                             encoding="utf-8", usecols=list(columns))
