@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import CLASSES, MANIFEST_NAME
-from pipeline.data.dataset import _hadoop_lister, read_images, scan_tree
+from pipeline.data.dataset import _hadoop_lister, metadata, read_images, scan_tree, unread
 from pipeline.data.local_tree import local_lister
 from pipeline.data.manifest import ManifestRow, to_csv
 from pipeline.data.rules import Skipped
@@ -142,3 +142,18 @@ def test_bulk_hadoop_lister_sees_what_scandir_sees(spark, tmp_path):
     expected = entries(local_lister(folder.resolve(), "file:"), base)
     assert entries(_hadoop_lister(spark, base), base) == expected
     assert len(expected) == 6
+
+
+def test_a_film_that_cannot_be_read_is_named_not_fatal(spark, tmp_path):
+    """``unread``: what the listing expected and the read did not deliver, with the reason a
+    second read gives (here: the film went away between the listing and the read)."""
+    root = valid_tree(tmp_path / "chest_xray", per_class=2, splits=("train",))
+    listing = scan_tree(spark, str(root), ("train",))
+    (root / "train" / "NORMAL" / "IM-0001-0001.jpeg").unlink()
+    got = read_images(spark, listing).persist()
+    assert got.count() == 3
+    lost = unread(spark, metadata(spark, listing), got)
+    assert [s.path for s in lost] == [f"{listing.root}/train/NORMAL/IM-0001-0001.jpeg"]
+    assert lost[0].reason.startswith(R.UNREADABLE), lost[0].reason
+    assert "FileNotFoundException" in lost[0].reason
+    assert unread(spark, metadata(spark, listing), metadata(spark, listing)) == []
