@@ -1,7 +1,8 @@
 """The featurization step: the expensive one, run once per image and optionally cached.
 
 Rows whose image cannot be decoded, and films the storage cannot read (``dataset.unread``),
-are reported by file name and reason and left out; the rest go on. Byte-identical files are found in the same pass and reported as duplicates.
+are reported by file name and reason and left out; the rest go on. Byte-identical files are
+found in the same pass and reported as duplicates.
 ``--features-cache`` keeps the vectors in Parquet so a re-fit (other classifier settings,
 another threshold target) skips the CNN entirely. The cache holds the vectors by path only:
 the metadata (labels, the validation side) always comes from the current listing.
@@ -17,7 +18,14 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.data.dataset import HASH_COL, Listing, duplicates, metadata, read_images, unread
+from pipeline.data.dataset import (
+    HASH_COL,
+    Listing,
+    duplicates,
+    metadata,
+    read_images,
+    unread,
+)
 from pipeline.data.rules import Duplicate, Skipped
 from pipeline.featurizer.transformer import DeepImageFeaturizer
 from pipeline.fs.storage import HadoopFS, atomic_output

@@ -23,7 +23,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
 from pipeline import config
-from pipeline.data.dataset import HASH_COL, META_SCHEMA, Listing, duplicates, metadata, read_images, unread
+from pipeline.data.dataset import (
+    HASH_COL,
+    META_SCHEMA,
+    Listing,
+    duplicates,
+    metadata,
+    read_images,
+    unread,
+)
 from pipeline.data.images import decode_bytes
 from pipeline.data.rules import Duplicate, ImageError, Skipped
 
