@@ -43,3 +43,8 @@ def unsupported_transfer_syntax(name: str) -> str:
 def over_pixel_limit(width: int, height: int, limit: int = 64_000_000) -> str:
     return (f"{width}x{height} = {width * height:,} pixels exceeds the limit of {limit:,} "
             "(XRAY_MAX_IMAGE_PIXELS)")
+
+
+HDFS_CHECKSUM = "unreadable from HDFS (checksum error or missing block)"
+#: Prefix: the storage's own words follow in parentheses.
+UNREADABLE = "cannot be read ("

@@ -106,6 +106,15 @@ _DICOM_REASONS = {
     dicom.Problem.UNDECODABLE: DICOM_UNDECODABLE,
 }
 
+#: A film the storage could not hand over: every replica of a block failed its checksum or
+#: none could be reached (HDFS's ChecksumException, BlockMissingException).
+HDFS_CHECKSUM = "unreadable from HDFS (checksum error or missing block)"
+
+
+def unreadable(detail: object) -> str:
+    """A film whose read failed for another reason (gone since it was listed, permissions)."""
+    return f"cannot be read ({detail})"
+
 
 # --- the types ------------------------------------------------------------------------------
 @dataclass(frozen=True)
