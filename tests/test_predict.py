@@ -214,9 +214,10 @@ def test_unknown_model_is_one_clear_line(tmp_path, capsys, inbox):
 
 
 def _rows(out) -> pd.DataFrame:
+    """The rows written so far (a batch still being written has only hidden files)."""
     table = out / "predictions.parquet"
-    return pd.read_parquet(table) if table.exists() and any(table.rglob("*.parquet")) \
-        else pd.DataFrame(columns=["uri"])
+    rows = pd.read_parquet(table) if table.exists() and any(table.rglob("*.parquet")) else None
+    return rows if rows is not None and "uri" in rows else pd.DataFrame(columns=["uri"])
 
 
 def _land(src, folder, name) -> float:
@@ -269,3 +270,17 @@ def test_watch_scores_films_as_they_land_and_resumes(model_uri, tree, tmp_path):
     assert table["score"].notna().all()
     assert (out / "worklist.html").exists() and (out / "studies.csv").exists()
     assert max(latencies[1:]) < 60  # the first film also pays for building the network
+
+
+def test_csv_list_names_missing_films(model_uri, inbox, tmp_path):
+    """A CSV list of URIs: a listed film that does not exist is a row with its reason."""
+    listed = tmp_path / "films.csv"
+    film = next((inbox / "ward0").rglob("film*"))
+    listed.write_text(f"uri\n{film}\n{inbox / 'gone.jpeg'}\n")
+    out = tmp_path / "out"
+    _predict("--model", model_uri, "--input", str(listed), "--out", str(out), "--heatmaps", "none")
+    table = pd.read_parquet(out / "predictions.parquet").set_index("uri")
+    assert len(table) == 2
+    gone = table[table.index.str.endswith("gone.jpeg")].iloc[0]
+    assert gone["skip_reason"] == "file not found" and pd.isna(gone["score"])
+    assert table["score"].notna().sum() == 1 and table["heatmap"].isna().all()

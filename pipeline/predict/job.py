@@ -18,12 +18,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline import config
+from pipeline.data.dataset import unread
+from pipeline.data.rules import Skipped
 from pipeline.fs.storage import HadoopFS, atomic_output, prepare_output
 from pipeline.fs.task_files import task_target
 from pipeline.predict.inputs import read_films
 from pipeline.predict.models import ScreeningModel, load_screening_model
 from pipeline.predict.outputs import PREDICTIONS, RunSummary, write_views
-from pipeline.predict.scoring import HEATMAP_CHOICES, ScoringTask, scoring_column
+from pipeline.predict.scoring import HEATMAP_CHOICES, RESULT, ScoringTask, scoring_column
 from pipeline.report.document import spark_run
 from pipeline.runtime import shutdown
 from pipeline.runtime.session import step
@@ -31,6 +33,8 @@ from pipeline.runtime.session import step
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "_checkpoint"
+#: Spark's binaryFile source's columns: a stream cannot infer them from a folder.
+BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
 
 
 @dataclass
@@ -58,6 +62,14 @@ def _scored(films: DataFrame, model: ScreeningModel, task: ScoringTask) -> DataF
             .withColumn("threshold", F.lit(model.threshold)))
 
 
+def _lost_rows(spark: SparkSession, lost: list[Skipped], model: ScreeningModel) -> DataFrame:
+    """Rows of the prediction table for films listed but never read, with the reason."""
+    frame = spark.createDataFrame([(s.path, s.reason) for s in lost], "uri string, reason string")
+    return (frame.select("uri", *(F.col("reason").alias(f.name) if f.name == "skip_reason"
+                                  else F.lit(None).cast(f.dataType).alias(f.name) for f in RESULT))
+            .withColumn("model", F.lit(model.uri)).withColumn("threshold", F.lit(model.threshold)))
+
+
 def _setup(spark: SparkSession, cfg: PredictConfig) -> tuple[ScreeningModel, RunSummary]:
     cfg.check()
     model = load_screening_model(spark, cfg.model, cfg.precision)
@@ -83,13 +95,18 @@ def predict(spark: SparkSession, cfg: PredictConfig) -> RunSummary:
     started = time.monotonic()
     timings = summary.timings_s
     with atomic_output(spark, cfg.out) as tmp:
-        films, missing = read_films(spark, cfg.input)
+        films = read_films(spark, cfg.input)
         task = ScoringTask(model.worker, model.threshold, summary.heatmaps, task_target(spark, tmp))
+        table = f"{tmp}/{PREDICTIONS}.parquet"
         with step(spark, "score films", timings):
-            _scored(films, model, task).write.parquet(f"{tmp}/{PREDICTIONS}.parquet")
+            _scored(films.frame, model, task).write.parquet(table)
+            lost = films.missing + unread(spark, films.listed,
+                                          spark.read.parquet(table).select(F.col("uri").alias("path")))
+            if lost:  # listed but not read: a row each, with the reason
+                _lost_rows(spark, lost, model).write.mode("append").parquet(table)
         with step(spark, "write tables and worklist", timings):
             timings["total"] = round(time.monotonic() - started, 3)
-            write_views(spark, tmp, cfg.input, model, summary, missing, cfg.max_images)
+            write_views(spark, tmp, cfg.input, model, summary, cfg.max_images)
     _log_counts(summary, cfg.out)
     return summary
 
@@ -107,7 +124,7 @@ def _watch(spark: SparkSession, cfg: PredictConfig, model: ScreeningModel,
     out = cfg.out.rstrip("/")
     HadoopFS(spark, out).mkdirs(out)
     task = ScoringTask(model.worker, model.threshold, summary.heatmaps, task_target(spark, out))
-    stream = (spark.readStream.format("binaryFile")
+    stream = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
               .option("recursiveFileLookup", "true")
               .option("maxFilesPerTrigger", cfg.max_files_per_batch)
               .load(cfg.input))
@@ -117,7 +134,7 @@ def _watch(spark: SparkSession, cfg: PredictConfig, model: ScreeningModel,
         with step(spark, f"score batch {batch_id}"):
             _scored(films, model, task).write.mode("overwrite") \
                 .parquet(f"{out}/{PREDICTIONS}.parquet/batch={batch_id}")
-            write_views(spark, out, cfg.input, model, summary, [], cfg.max_images)
+            write_views(spark, out, cfg.input, model, summary, cfg.max_images)
         summary.timings_s[f"batch {batch_id}"] = round(time.monotonic() - started, 3)
         _log_counts(summary, out)
 

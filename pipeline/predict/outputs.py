@@ -131,10 +131,11 @@ def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies
     return out
 
 
-def skipped_files(table: DataFrame, extra: list[Skipped]) -> list[Skipped]:
+def skipped_files(table: DataFrame) -> list[Skipped]:
+    """The first ``SKIPPED_SHOWN`` files not scored, by URI, with their reasons."""
     rows = (table.filter(F.col("skip_reason").isNotNull()).orderBy("uri")
             .select("uri", "skip_reason").limit(SKIPPED_SHOWN).collect())
-    return (extra + [Skipped(r["uri"], r["skip_reason"]) for r in rows])[:SKIPPED_SHOWN]
+    return [Skipped(r["uri"], r["skip_reason"]) for r in rows]
 
 
 def _page_counts(counts: dict[str, int]) -> dict[str, int]:
@@ -145,8 +146,7 @@ def _page_counts(counts: dict[str, int]) -> dict[str, int]:
 
 
 def write_views(spark: SparkSession, folder: str, data: str, model: ScreeningModel,
-                summary: RunSummary, missing: list[Skipped],
-                max_images: int = config.WORKLIST_MAX_IMAGES) -> RunSummary:
+                summary: RunSummary, max_images: int = config.WORKLIST_MAX_IMAGES) -> RunSummary:
     """Write the CSV twin, the study tables, the worklist and the summary from the
     ``predictions.parquet`` in ``folder`` (films from ``data``); returns the summary with its
     counts."""
@@ -158,9 +158,7 @@ def write_views(spark: SparkSession, folder: str, data: str, model: ScreeningMod
     studies = spark.read.parquet(f"{base}/{STUDIES}.parquet")
     write_csv(spark, studies.orderBy(F.desc("flagged"), F.desc("score")), f"{base}/{STUDIES}.csv")
     summary.counts = counts(table, studies)
-    summary.counts["skipped"] += len(missing)
-    summary.counts["films"] += len(missing)
-    skipped = skipped_files(table, missing)
+    skipped = skipped_files(table)
     summary.skipped = [{"path": s.path, "reason": s.reason} for s in skipped]
     fs = HadoopFS(spark, folder)
     with tempfile.TemporaryDirectory() as local:
