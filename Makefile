@@ -18,7 +18,7 @@ DEMO_DATA := $(if $(DATA),$(DATA),demo-data/chest_xray)
 SUBMIT := SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master '$(MASTER)' \
 	--driver-java-options '-Dlog4j.configurationFile=$(abspath spark-conf/log4j2.properties)'
 
-.PHONY: venv test demo demo-local sample-data clean
+.PHONY: venv browser test demo demo-local sample-data clean
 
 venv: $(STAMP)
 
@@ -28,8 +28,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# Headless Chromium for tests/test_browser.py: Debian's package, installed once (a no-op when a
+# chromium, chromium-browser or google-chrome is already on PATH).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium || command -v chromium-browser || command -v google-chrome || { \
+		command -v apt-get >/dev/null || { echo "install Chromium with your package manager" >&2; exit 1; }; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+			--no-install-recommends chromium fonts-dejavu-core; }
+
 # kerberos: tests/cluster/test_secure.py runs a private secure cluster.
-test: venv kerberos
+test: venv browser kerberos
 	$(PY) -m pytest
 
 sample-data: venv
@@ -74,7 +83,6 @@ clean:
 SECURE ?=
 SECURE_ON := $(filter 1 yes true,$(SECURE))
 KERBEROS_STAMP := $(VENV)/.kerberos
-SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # MIT Kerberos' client tools (kinit, klist, ktutil) and headers, then requests-kerberos, which
 # builds against them. Only for SECURE=1.
