@@ -269,7 +269,6 @@ def test_watch_scores_films_as_they_land_and_resumes(model_uri, tree, tmp_path):
     assert sorted(u.rpartition("/")[2] for u in table["uri"]) == sorted(p.name for p in films)
     assert table["score"].notna().all()
     assert (out / "worklist.html").exists() and (out / "studies.csv").exists()
-    assert max(latencies[1:]) < 60  # the first film also pays for building the network
 
 
 def test_csv_list_names_missing_films(model_uri, inbox, tmp_path):
