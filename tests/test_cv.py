@@ -18,11 +18,17 @@ from pipeline.runtime.cli import run_job
 
 @pytest.fixture(scope="module")
 def cv_run(spark, tmp_path_factory):
+    """A 3-fold run on the features of the report's small cnn (untrained, 32 px: cheap; the
+    cross-validation, not the backbone, is under test)."""
+    from pipeline.finetune.models import build_model
+
     root = tmp_path_factory.mktemp("cvdata") / "chest_xray"
     write_tree(root, scale=1, seed=11)
     out = tmp_path_factory.mktemp("cvruns")
+    build_model("cnn", 32).save(out / "cnn.keras")
     cfg = TrainConfig(data=str(root), model_out=str(out / "model"), weights="none",
-                      model_name="VGG16", features_cache=str(out / "features"), cv_folds=3)
+                      model_file=str(out / "cnn.keras"), features_cache=str(out / "features"),
+                      cv_folds=3)
     return root, cfg, train(spark, cfg), out
 
 
