@@ -24,6 +24,7 @@ from pipeline.data.images import decode_bytes
 from pipeline.config import REPO_ROOT
 from pipeline.data.sample_data import write_tree
 from pipeline.featurizer.classifier import pneumonia_score
+from pipeline.featurizer.model_store import calibrated_probabilities, load_model
 from pipeline.featurizer.summary import TrainConfig
 from pipeline.featurizer.training import train
 from pipeline.finetune.models import build_model
@@ -124,6 +125,9 @@ def test_predict_scores_every_film_by_content(screened, model_uri, spark, inbox)
     threshold = load_screening_model(spark, model_uri).threshold
     assert (scored["threshold"] == threshold).all() and (scored["model"] == model_uri).all()
     assert (scored["flagged"] == (scored["score"] > threshold)).all()
+    # the calibrated probability the model stored with its training (Platt): same ranking
+    want = calibrated_probabilities(load_model(spark, model_uri), scored["score"].to_numpy())
+    assert np.allclose(scored["probability"], want)
     # The same bytes score the same whatever their name or container: film0 was copied from
     # the PNG's source JPEG, and DICOM 1 and 2 hold the same pixels, inverted and 16-bit in 2.
     assert names["1.dcm"]["score"] == pytest.approx(names["2"]["score"], abs=1e-3)

@@ -19,6 +19,7 @@ from pipeline.featurizer.model_store import load_model
 from pipeline.featurizer.transformer import WorkerConfig, _stage_model_file
 from pipeline.finetune.plan import MODEL_FILE
 from pipeline.fs.storage import HadoopFS
+from pipeline.report.calibration import Calibrator
 from pipeline.report.document import METRICS_FILE, MetricsDocument
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class WorkerModel:
     model_file: str = ""
     precision: str = "float32"
     draft_decode: bool = True
+    #: The Platt scaling stored with the model (None for models saved without one).
+    calibrator: Calibrator | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ def load_screening_model(spark: SparkSession, uri: str, precision: str | None = 
         cfg = replace(cfg, model_file=_stage_model_file(spark, cfg.model_file))
     coef = tuple(float(c) for c in classifier.coefficients.toArray())
     worker = WorkerModel(FEATURIZER, cfg, coef, float(classifier.intercept),
-                         precision=cfg.precision, draft_decode=cfg.draft_decode)
+                         precision=cfg.precision, draft_decode=cfg.draft_decode,
+                         calibrator=saved.calibrator)
     return ScreeningModel(uri, cfg.model_file or cfg.model_name, FEATURIZER, cfg.weights,
                           float(classifier.getThreshold()), worker, no_heatmaps)
 

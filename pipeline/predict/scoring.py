@@ -45,6 +45,8 @@ RESULT = StructType([
     StructField("format", StringType()),
     *(StructField(f.name, StringType()) for f in fields(dicom.DicomIdentifiers)),
     StructField("score", DoubleType()),
+    #: The score calibrated to a probability (the model's stored Platt scaling), when it has one.
+    StructField("probability", DoubleType()),
     StructField("flagged", BooleanType()),
     StructField("heatmap", StringType()),
     StructField("skip_reason", StringType()),
@@ -144,9 +146,12 @@ def score_films(task: ScoringTask, uris: list[str], contents: list[bytes]) -> pd
             row["skip_reason"] = str(err)
     if films:
         scores, maps = scorer.score(films)
-        for i, score, heatmap in zip(kept, scores, maps):
+        calibrator = task.model.calibrator
+        probabilities = calibrator.apply(scores) if calibrator else [None] * len(kept)
+        for i, score, probability, heatmap in zip(kept, scores, probabilities, maps):
             flagged = bool(score > task.threshold)
-            rows[i].update(score=float(score), flagged=flagged)
+            rows[i].update(score=float(score), flagged=flagged,
+                           probability=None if probability is None else float(probability))
             if heatmap is not None and (task.heatmaps == "all" or
                                         (task.heatmaps == "flagged" and flagged)):
                 rows[i]["heatmap"] = _write_overlay(task, uris[i], contents[i], heatmap)
