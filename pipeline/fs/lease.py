@@ -11,7 +11,9 @@ job finds it and stops with LeaseHeld naming the holder. The lease goes when the
 in place, when the job fails or is stopped (``pipeline.runtime.shutdown.at_end``), or at
 interpreter exit.
 
-A job killed outright (SIGKILL, a lost node) leaves its lease behind. It is taken over once
+A job killed outright (SIGKILL, a lost node) leaves its lease behind. When its holder ran on
+this machine and its process is gone, the lease is taken over at once (a re-run after a crash
+need not wait). Otherwise it is taken over once
 it has not been refreshed for the holder's timeout (``XRAY_LEASE_TIMEOUT_S``, recorded in the
 file) by the contender's clock, and has then not changed either while the contender watched
 for two refresh intervals: a holder whose clock lags ours looks old but is seen refreshing,
@@ -254,6 +256,9 @@ def acquire(fs: LeaseFS, output: str, application: str) -> Lease:
             seen = _read(fs, path)
             if seen is None:  # released meanwhile: try again
                 continue
+            if _dead_here(seen.holder):  # a crashed run on this machine: no need to wait
+                _take_over(fs, path, seen, me.token)
+                continue
             if seen.age_s() <= seen.timeout_s:
                 break
             time.sleep(seen.timeout_s * WATCH_FRACTION)  # a live holder refreshes meanwhile
@@ -272,6 +277,21 @@ def acquire(fs: LeaseFS, output: str, application: str) -> Lease:
                         f"{seen.timeout_s:g} s)")
 
 
+def _dead_here(holder: Holder | None) -> bool:
+    """A holder on this machine whose process is gone (a killed run, re-run here): dead for
+    certain. A process still there, even a zombie or one with a reused pid, counts as alive,
+    and the timeout decides, as it does for a holder on another machine."""
+    if holder is None or holder.host != socket.gethostname():
+        return False
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
 def _take_over(fs: LeaseFS, path: str, stale: Seen, token: str) -> None:
     """Remove the lease ``stale`` unless it changed since seen: move it to a name of this
     contender's own (one mover wins), check it is what was watched, else put it back."""
@@ -283,5 +303,6 @@ def _take_over(fs: LeaseFS, path: str, stale: Seen, token: str) -> None:
             fs.delete(aside)  # a newer lease is in place already: its holder finds out
         return
     fs.delete(aside)
-    log.warning("took over the lease on %s from %s: not refreshed for %.0f s", path,
-                stale.describe(), stale.age_s())
+    log.warning("took over the lease on %s from %s: not refreshed for %.0f s%s", path,
+                stale.describe(), stale.age_s(),
+                ", and its process is gone" if _dead_here(stale.holder) else "")

@@ -143,6 +143,29 @@ def test_a_writer_stopped_by_sigterm_lets_go_of_its_lease(spark, base):
     assert names(fs, base) == []  # no output, no temporary output, no lease
 
 
+def test_a_fresh_lease_of_a_gone_process_on_this_machine_is_taken_over_at_once(spark, base):
+    """A run killed here and re-run at once: its lease is fresh, but its process is gone, so
+    the re-run takes over without waiting out the timeout; a live process keeps its lease."""
+    fs = HadoopFS(spark, base)
+    out = f"{base}/out"
+    fs.mkdirs(base)
+    path = lease_path(fs, out)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its pid names no process now
+    dead = Holder("local-1", socket.gethostname(), gone.pid, "2026-01-01T00:00:00Z", 600.0, "d" * 32)
+    assert fs.create_new(path, dead.to_json())
+    started = time.monotonic()
+    with prepare_output(spark, out):
+        assert time.monotonic() - started < 30  # not the 600 s timeout
+        assert json.loads(fs.read_bytes(path))["application"] == spark.sparkContext.applicationId
+    alive = Holder("local-2", socket.gethostname(), os.getppid(), "2026-01-01T00:00:00Z", 600.0,
+                   "a" * 32)
+    assert fs.create_new(path, alive.to_json())
+    with pytest.raises(LeaseHeld, match="local-2"):
+        prepare_output(spark, out)
+    fs.delete(path)
+
+
 def test_a_lease_that_looks_old_but_is_refreshed_is_not_taken_over(spark, base):
     """A holder whose clock lags ours by an hour: its lease looks long dead, but it keeps
     refreshing, so it stays its own; once it stops refreshing, it is taken over."""
