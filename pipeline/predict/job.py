@@ -25,7 +25,7 @@ from pipeline.fs.task_files import task_target
 from pipeline.predict.inputs import read_films
 from pipeline.predict.models import ScreeningModel, load_screening_model
 from pipeline.predict.outputs import PREDICTIONS, RunSummary, write_views
-from pipeline.predict.scoring import HEATMAP_CHOICES, RESULT, ScoringTask, scoring_column
+from pipeline.predict.scoring import HEATMAP_CHOICES, HEATMAP_DIR, RESULT, ScoringTask, scoring_column
 from pipeline.report.document import spark_run
 from pipeline.runtime import shutdown
 from pipeline.runtime.session import step
@@ -96,6 +96,7 @@ def predict(spark: SparkSession, cfg: PredictConfig) -> RunSummary:
     timings = summary.timings_s
     with atomic_output(spark, cfg.out) as tmp:
         films = read_films(spark, cfg.input)
+        HadoopFS(spark, tmp).mkdirs(f"{tmp}/{HEATMAP_DIR}")  # 750, as every output folder
         task = ScoringTask(model.worker, model.threshold, summary.heatmaps, task_target(spark, tmp))
         table = f"{tmp}/{PREDICTIONS}.parquet"
         with step(spark, "score films", timings):
@@ -122,7 +123,7 @@ def _watch(spark: SparkSession, cfg: PredictConfig, model: ScreeningModel,
            summary: RunSummary) -> RunSummary:
     """Score films as they land under ``cfg.input`` until stopped (SIGTERM, Ctrl-C)."""
     out = cfg.out.rstrip("/")
-    HadoopFS(spark, out).mkdirs(out)
+    HadoopFS(spark, out).mkdirs(f"{out}/{HEATMAP_DIR}")
     task = ScoringTask(model.worker, model.threshold, summary.heatmaps, task_target(spark, out))
     stream = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
               .option("recursiveFileLookup", "true")
