@@ -174,13 +174,19 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
             HadoopFS(spark, cfg.weights).copy_to_local(cfg.weights, path)
             build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, str(path))
 
-    def _transform(self, dataset: DataFrame) -> DataFrame:
+    def shipped_worker_config(self, spark: SparkSession) -> "WorkerConfig":
+        """``worker_config`` with its files shipped to the executors (``addFile``): what a
+        task needs to build this featurizer's network, here or in another job's UDF."""
         cfg = self.worker_config()
         get_model(cfg.model_name)
         if cfg.weights not in (IMAGENET, NO_WEIGHTS):
-            dataset.sparkSession.sparkContext.addFile(cfg.weights)
+            spark.sparkContext.addFile(cfg.weights)
         if cfg.model_file:
-            cfg = replace(cfg, model_file=_stage_model_file(dataset.sparkSession, cfg.model_file))
+            cfg = replace(cfg, model_file=stage_model_file(spark, cfg.model_file))
+        return cfg
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        cfg = self.shipped_worker_config(dataset.sparkSession)
         in_type = dataset.schema[self.getInputCol()].dataType
         if isinstance(in_type, BinaryType):
             udf = _bytes_udf(cfg)
@@ -279,7 +285,7 @@ def _local(uri: str) -> str:
 _STAGED: dict[tuple[str, str], str] = {}
 
 
-def _stage_model_file(spark: SparkSession, uri: str) -> str:
+def stage_model_file(spark: SparkSession, uri: str) -> str:
     """A uniquely named local copy of ``uri``, added with ``addFile`` once per application.
     SparkFiles keys files by name alone, and every fine-tuned model is called model.keras."""
     key = (spark.sparkContext.applicationId, uri)

@@ -257,7 +257,7 @@ def acquire(fs: LeaseFS, output: str, application: str) -> Lease:
             if seen is None:  # released meanwhile: try again
                 continue
             if _dead_here(seen.holder):  # a crashed run on this machine: no need to wait
-                _take_over(fs, path, seen, me.token)
+                _take_over(fs, path, seen, me.token, "its process on this machine is gone")
                 continue
             if seen.age_s() <= seen.timeout_s:
                 break
@@ -292,7 +292,7 @@ def _dead_here(holder: Holder | None) -> bool:
     return False
 
 
-def _take_over(fs: LeaseFS, path: str, stale: Seen, token: str) -> None:
+def _take_over(fs: LeaseFS, path: str, stale: Seen, token: str, why: str = "") -> None:
     """Remove the lease ``stale`` unless it changed since seen: move it to a name of this
     contender's own (one mover wins), check it is what was watched, else put it back."""
     aside = f"{path.removesuffix('.lease')}.{ASIDE}-{token[:8]}"
@@ -303,6 +303,5 @@ def _take_over(fs: LeaseFS, path: str, stale: Seen, token: str) -> None:
             fs.delete(aside)  # a newer lease is in place already: its holder finds out
         return
     fs.delete(aside)
-    log.warning("took over the lease on %s from %s: not refreshed for %.0f s%s", path,
-                stale.describe(), stale.age_s(),
-                ", and its process is gone" if _dead_here(stale.holder) else "")
+    log.warning("took over the lease on %s from %s: %s", path, stale.describe(),
+                why or f"not refreshed for {stale.age_s():.0f} s")

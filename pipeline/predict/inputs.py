@@ -51,7 +51,8 @@ def read_films(spark: SparkSession, uri: str) -> Films:
     if not fs.exists(uri):
         raise ValueError(f"{uri} does not exist")
     missing: list[Skipped] = []
-    if not fs.is_dir(uri) and uri.lower().endswith(".csv"):
+    folder = fs.is_dir(uri)
+    if not folder and uri.lower().endswith(".csv"):
         uris = _csv_uris(spark, uri)
         exists = {u: fs.exists(u) for u in uris}
         found = [u for u in uris if exists[u]]
@@ -61,7 +62,7 @@ def read_films(spark: SparkSession, uri: str) -> Films:
             empty = spark.createDataFrame([], "path string, content binary")
             return Films(empty, empty.select("path"), missing)
         frame = _binary_files(spark).load(found)
-    elif fs.is_dir(uri):
+    elif folder:
         frame = _binary_files(spark).option("recursiveFileLookup", "true").load(uri)
     else:
         frame = _binary_files(spark).load(uri)

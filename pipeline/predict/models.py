@@ -11,12 +11,12 @@ Either way the threshold is the one the model was saved with, and rows name the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
 from pipeline.featurizer.model_store import load_model
-from pipeline.featurizer.transformer import WorkerConfig, _stage_model_file
+from pipeline.featurizer.transformer import WorkerConfig, stage_model_file
 from pipeline.finetune.plan import MODEL_FILE
 from pipeline.fs.storage import HadoopFS
 from pipeline.report.calibration import Calibrator
@@ -71,21 +71,17 @@ def load_screening_model(spark: SparkSession, uri: str, precision: str | None = 
     featurizer, classifier = saved.featurizer, saved.classifier
     if precision:
         featurizer = featurizer.copy({featurizer.precision: precision})
-    cfg = featurizer.worker_config()
+    cfg = featurizer.shipped_worker_config(spark)
     no_heatmaps = ""
     if cfg.model_file:
         no_heatmaps = "the features come from a fine-tuned model file's penultimate layer"
     elif cfg.pooling != "avg":
         no_heatmaps = f"the featurizer pools with {cfg.pooling!r}; the exact map needs 'avg'"
-    if cfg.weights not in ("imagenet", "none"):
-        spark.sparkContext.addFile(cfg.weights)
-    if cfg.model_file:
-        cfg = replace(cfg, model_file=_stage_model_file(spark, cfg.model_file))
     coef = tuple(float(c) for c in classifier.coefficients.toArray())
     worker = WorkerModel(FEATURIZER, cfg, coef, float(classifier.intercept),
                          precision=cfg.precision, draft_decode=cfg.draft_decode,
                          calibrator=saved.calibrator)
-    return ScreeningModel(uri, cfg.model_file or cfg.model_name, FEATURIZER, cfg.weights,
+    return ScreeningModel(uri, featurizer.getModelFile() or cfg.model_name, FEATURIZER, cfg.weights,
                           float(classifier.getThreshold()), worker, no_heatmaps)
 
 
@@ -102,6 +98,6 @@ def _keras_model(spark: SparkSession, fs: HadoopFS, model_uri: str,
     if precision not in (None, "float32"):
         log.info("%s computes in the precision it was saved with; --precision %s ignored",
                  model_uri, precision)
-    worker = WorkerModel(KERAS, model_file=_stage_model_file(spark, model_uri))
+    worker = WorkerModel(KERAS, model_file=stage_model_file(spark, model_uri))
     return ScreeningModel(model_uri, doc.model_name, doc.method, str(doc.weights),
                           float(doc.metrics["threshold"]), worker)

@@ -107,17 +107,18 @@ def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies
                      limit: int) -> list[WorklistStudy]:
     """The ``limit`` studies the worklist shows (flagged first, by score), with their films'
     thumbnails and overlays."""
-    top = studies.orderBy(F.desc("flagged"), F.desc("score"), "study").limit(limit)
+    top = studies.orderBy(F.desc("flagged"), F.desc("score"), "study").limit(limit).collect()
+    keys = spark.createDataFrame([(s["study"],) for s in top], "study string")
     films = (table.filter(F.col("score").isNotNull())
              .withColumn("study", F.coalesce("study_instance_uid", "uri"))
-             .join(F.broadcast(top.select("study")), "study")
+             .join(F.broadcast(keys), "study")
              .select("study", "uri", "score", "flagged", "heatmap").collect())
     by_study: dict[str, list] = {}
     for film in films:
         by_study.setdefault(film["study"], []).append(film)
     fs = HadoopFS(spark, folder)
     out = []
-    for study in top.collect():
+    for study in top:
         shown = sorted(by_study.get(study["study"], []), key=lambda f: -f["score"])
         out.append(WorklistStudy(
             key=study["study"], patient_id=study["patient_id"],
