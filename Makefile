@@ -18,7 +18,7 @@ DEMO_DATA := $(if $(DATA),$(DATA),demo-data/chest_xray)
 SUBMIT := SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master '$(MASTER)' \
 	--driver-java-options '-Dlog4j.configurationFile=$(abspath spark-conf/log4j2.properties)'
 
-.PHONY: venv test demo demo-local sample-data clean
+.PHONY: venv browser test demo demo-local sample-data clean
 
 venv: $(STAMP)
 
@@ -28,7 +28,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-test: venv
+# Headless Chromium for tests/test_browser.py: Debian's package, installed once (a no-op when a
+# chromium, chromium-browser or google-chrome is already on PATH).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium || command -v chromium-browser || command -v google-chrome || { \
+		command -v apt-get >/dev/null || { echo "install Chromium with your package manager" >&2; exit 1; }; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+			--no-install-recommends chromium fonts-dejavu-core; }
+
+# kerberos: tests/cluster/test_secure.py runs a private secure cluster.
+test: venv browser kerberos
 	$(PY) -m pytest
 
 sample-data: venv
@@ -51,26 +61,42 @@ demo-local: venv $(if $(DATA),,sample-data)
 # The main demo: the same jobs on the native (or Docker) cluster, data and outputs on HDFS.
 HDFS_DIR ?= hdfs:///xray
 CLUSTER_ENV = eval "$$($(PY) -m pipeline.cluster env)"
+# SECURE=1: every step authenticates with the ticket `cluster env` names (KRB5CCNAME).
 demo: venv $(if $(DATA),,sample-data) cluster-up
-	$(PY) jobs/ingest.py $(DEMO_DATA) $(HDFS_DIR)/chest_xray
+	$(CLUSTER_ENV); $(PY) jobs/ingest.py $(DEMO_DATA) $(HDFS_DIR)/chest_xray
 	$(CLUSTER_ENV); TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master yarn jobs/train.py \
 		--data $(HDFS_DIR)/chest_xray --model-out $(HDFS_DIR)/model --weights $(WEIGHTS) \
 		--model-name $(MODEL) --features-cache $(HDFS_DIR)/features
 	$(CLUSTER_ENV); TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master yarn jobs/evaluate.py \
 		--data $(HDFS_DIR)/chest_xray --model $(HDFS_DIR)/model --out $(HDFS_DIR)/report --split $(SPLIT)
-	$(PY) -m pipeline.report.demo_summary $(HDFS_DIR) $(OUT)
+	$(CLUSTER_ENV); $(PY) -m pipeline.report.demo_summary $(HDFS_DIR) $(OUT)
 
 clean:
 	rm -rf out demo-data .pytest_cache
 
 # --- cluster: Hadoop/YARN + Spark History Server (pipeline/cluster, docs/cluster.md) -------
 # Native Java processes on loopback; XRAY_CLUSTER=docker for Docker Compose (docker/), after
-# `sudo docker/engine.sh` on a machine without an engine. `down`, `status` and the jobs follow
-# the mode `up` recorded. KEEP_DATA=1: cluster-down keeps the Docker cluster's volumes.
-.PHONY: cluster-up cluster-down cluster-status docker-engine
+# `sudo docker/engine.sh` on a machine without an engine. SECURE=1: native, with a KDC and
+# Kerberos (docs/security.md). `down`, `status` and the jobs follow the mode `up` recorded.
+# KEEP_DATA=1: cluster-down keeps the Docker cluster's volumes.
+.PHONY: cluster-up cluster-down cluster-status docker-engine kerberos
 
-cluster-up: venv
-	$(PY) -m pipeline.cluster up
+SECURE ?=
+SECURE_ON := $(filter 1 yes true,$(SECURE))
+KERBEROS_STAMP := $(VENV)/.kerberos
+
+# MIT Kerberos' client tools (kinit, klist, ktutil) and headers, then requests-kerberos, which
+# builds against them. Only for SECURE=1.
+kerberos: $(KERBEROS_STAMP)
+
+$(KERBEROS_STAMP): $(STAMP)
+	command -v kinit >/dev/null && command -v ktutil >/dev/null && command -v krb5-config >/dev/null || \
+		{ $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q krb5-user libkrb5-dev; }
+	$(PY) -m pip install -q -e '.[dev,kerberos]'
+	touch $@
+
+cluster-up: venv $(if $(SECURE_ON),kerberos)
+	$(PY) -m pipeline.cluster up $(if $(SECURE_ON),--secure)
 
 cluster-down: venv
 	$(PY) -m pipeline.cluster down $(if $(KEEP_DATA),--keep-data)

@@ -22,6 +22,13 @@ def parser() -> argparse.ArgumentParser:
                    help="a folder of the tree, or 'validation': the patient-grouped part of "
                         "train that the model's training held out")
     p.add_argument("--reader", default=config.DEFAULT_READER, choices=config.READERS)
+    p.add_argument("--target-sensitivity", type=float, default=None,
+                   help="grade at the highest threshold reaching this sensitivity on the "
+                        "validation scores stored with the model (unset: the model's own "
+                        "threshold); no retraining")
+    p.add_argument("--with-validation", action="store_true",
+                   help="also score the patient-grouped validation part of train into "
+                        "predictions.csv (subset column), as jobs/ensemble.py needs")
     add_precision(p, None, "(unset: the precision the model was trained in)")
     return p
 
@@ -30,7 +37,9 @@ def main(args: argparse.Namespace) -> None:
     spark = get_session("xray-evaluate", args.master, args.verbose)
     doc = evaluate(spark, EvalConfig(data=args.data, model=args.model, out=args.out,
                                      split=args.split, reader=args.reader,
-                                     precision=args.precision))
+                                     precision=args.precision,
+                                     target_sensitivity=args.target_sensitivity,
+                                     with_validation=args.with_validation))
     print(json.dumps({k: doc.metrics[k] for k in SHOWN}, indent=2))
     print(f"report: {args.out.rstrip('/')}/report.html")
 

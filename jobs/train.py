@@ -9,6 +9,7 @@ from pipeline.runtime.cli import add_precision, base_parser, run_job
 from pipeline.runtime.session import get_session
 from pipeline.featurizer.summary import TrainConfig
 from pipeline.featurizer.training import train
+from pipeline.report.crossval import FIGURES, mean_sd
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,6 +31,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target-sensitivity", type=float, default=config.TARGET_SENSITIVITY)
     p.add_argument("--val-fraction", type=float, default=config.VALIDATION_FRACTION)
     p.add_argument("--seed", type=int, default=config.SEED)
+    p.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="first run K-fold patient-grouped, stratified cross-validation of the "
+                        "whole recipe on the train split (mean ± sd per figure, pooled "
+                        "out-of-fold ROC); the final model is fitted as without it")
+    p.add_argument("--model-file", default=None,
+                   help="URI of a fine-tuned .keras model (jobs/finetune.py's model.keras) "
+                        "whose penultimate layer gives the features; replaces --model-name "
+                        "and --weights")
     add_precision(p, config.PRECISION)
     p.add_argument("--draft-decode", action=argparse.BooleanOptionalAction,
                    default=config.DRAFT_DECODE,
@@ -46,10 +55,16 @@ def main(args: argparse.Namespace) -> None:
         features_cache=args.features_cache, max_iter=args.max_iter, reg_param=args.reg_param,
         elastic_net=args.elastic_net, target_sensitivity=args.target_sensitivity,
         val_fraction=args.val_fraction, seed=args.seed, precision=args.precision,
-        draft_decode=args.draft_decode)).summary
-    print(json.dumps({"model": args.model_out, "threshold": summary.threshold,
-                      "validation": {k: summary.validation_metrics[k] for k in
-                                     ("sensitivity", "specificity", "roc_auc")}}, indent=2))
+        draft_decode=args.draft_decode, cv_folds=args.cv, model_file=args.model_file)).summary
+    shown = ("sensitivity", "specificity", "roc_auc")
+    result = {"model": args.model_out, "threshold": summary.threshold,
+              "validation": {k: summary.validation_metrics[k] for k in shown}}
+    if summary.cross_validation:
+        cv = summary.cross_validation
+        result["cross_validation"] = {
+            "folds": cv["folds"], "pooled_roc_auc": cv["pooled"]["roc_auc"],
+            **{k: mean_sd(cv, k) for k in FIGURES}}
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

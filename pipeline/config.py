@@ -62,6 +62,20 @@ LR_ELASTIC_NET = 0.3
 #: The decision threshold is the highest one that still reaches this sensitivity on the
 #: validation split: missing pneumonia costs more than a second look at a normal film.
 TARGET_SENSITIVITY = 0.95
+#: Sensitivity targets every report also shows, each with its own validation threshold, so
+#: a site can pick its operating point without retraining (jobs/evaluate.py
+#: --target-sensitivity).
+OPERATING_TARGETS = (0.90, 0.95, 0.98)
+
+# --- uncertainty and cross-validation (pipeline/report) -------------------------------------
+#: Resamples of the patient-clustered bootstrap behind every report's intervals.
+BOOTSTRAP_RESAMPLES = 1000
+
+# --- outputs (pipeline/fs/lease.py) ---------------------------------------------------------
+#: One writer per output: a job holds a lease beside each output it writes, refreshed every
+#: quarter of this; a lease unrefreshed this long is a killed job's and is taken over (after
+#: watching it for half as long again, so a slow clock cannot steal a live one).
+LEASE_TIMEOUT_S = float(_env("LEASE_TIMEOUT_S", "60"))
 
 # --- cluster (pipeline/cluster, docs/cluster.md) --------------------------------------------
 #: Hadoop's servers, fetched from Maven Central (pipeline/cluster/hadoop-jars.pom.xml). 3.5 is
@@ -126,7 +140,12 @@ CLUSTER_PORTS = {name: int(_env(f"PORT_{name.upper()}", str(port))) for name, po
     "resourcemanager_http": 8088,
     "nodemanager": 8041, "nodemanager_localizer": 8040, "nodemanager_http": 8042,
     "history_http": 18080,
+    # The KDC of a SECURE=1 cluster (pipeline/cluster/kdc.py), over TCP.
+    "kdc": 10088,
 }.items()}
+#: The Kerberos realm of a SECURE=1 cluster's KDC; its principals are <service>/CLUSTER_HOST
+#: and <OS user> in it.
+KERBEROS_REALM = "XRAY.LOCAL"
 #: JVM heap per daemon in MB (XRAY_HEAP_<DAEMON>); small: the NodeManager's containers, not
 #: the daemons, should get the memory of a 24 GiB machine.
 DAEMON_HEAP_MB = {name: int(_env(f"HEAP_{name.upper()}", str(mb))) for name, mb in {
@@ -201,3 +220,12 @@ CACHE_ROWS_PER_GROUP = 128
 CACHE_SHUFFLE_GROUPS = 4
 #: Spark's GPU discovery script for executors, relative to the repository (spark-conf/).
 GPU_DISCOVERY_SCRIPT = str(REPO_ROOT / "spark-conf" / "gpu-discovery.sh")
+
+# --- screening new films (jobs/predict.py) --------------------------------------------------
+#: Studies the worklist shows with thumbnails and overlays (all are in studies.csv): a 4k-film
+#: run stays a page a browser opens at once.
+WORKLIST_MAX_IMAGES = int(_env("WORKLIST_MAX_IMAGES", "200"))
+#: ``--watch``: how often the input folder is looked at, and at most how many new films one
+#: micro-batch takes (a burst is then scored in several, each written as it completes).
+WATCH_TRIGGER_S = float(_env("WATCH_TRIGGER_S", "2"))
+WATCH_MAX_FILES_PER_BATCH = int(_env("WATCH_MAX_FILES_PER_BATCH", "256"))

@@ -1,12 +1,18 @@
 """Listing and reading a chest_xray tree: every file accepted or skipped with a reason."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from pipeline.data.dataset import read_images, scan_tree
+from pipeline.config import CLASSES, MANIFEST_NAME
+from pipeline.data.dataset import _hadoop_lister, metadata, read_images, scan_tree, unread
+from pipeline.data.local_tree import local_lister
+from pipeline.data.manifest import ManifestRow, to_csv
+from pipeline.data.rules import Skipped
 from pipeline.data.tree import TreeError
 from tests import reasons as R
-from tests.trees import write_image
+from tests.trees import valid_tree, write_image
 
 
 @pytest.fixture()
@@ -62,3 +68,92 @@ def test_both_readers_join_every_accepted_file(spark, messy_tree, reader):
     listing = scan_tree(spark, str(messy_tree), ("train",))
     rows = read_images(spark, listing, reader).select("path", "label", "patient_id").collect()
     assert sorted(r.path for r in rows) == sorted(listing.images.path)
+
+
+def _write_manifest(root: Path) -> None:
+    """A manifest of every film under ``root``, as ingest writes one; its patients are marked
+    so a test sees which listing a job used."""
+    rows = [ManifestRow(path=str(f.relative_to(root)), split=f.parts[-3],
+                        label=CLASSES[f.parts[-2]], patient_id=f"from-manifest-{i}",
+                        bytes=f.stat().st_size, sha256="0" * 64, hdfs_checksum="", width=32,
+                        height=24, channels=1, mode="L")
+            for i, f in enumerate(sorted(root.glob("*/*/*")))]
+    (root / MANIFEST_NAME).write_bytes(to_csv(rows))
+
+
+def test_a_manifest_that_describes_the_tree_lists_it(spark, tmp_path, caplog):
+    root = valid_tree(tmp_path / "chest_xray", per_class=2, splits=("train", "test"))
+    (root / "test" / "NORMAL" / "IM-0005-0001.jpeg").unlink()
+    (root / "test" / "NORMAL" / "IM-0007-0001.jpeg").unlink()
+    walked = scan_tree(spark, str(root), ("train", "test"))
+    _write_manifest(root)
+
+    listed = scan_tree(spark, str(root), ("train", "test"))
+    assert listed.images["patient_id"].str.startswith("from-manifest-").all()
+    columns = ["path", "split", "label", "is_val"]
+    assert listed.images[columns].sort_values("path").reset_index(drop=True).equals(
+        walked.images[columns].sort_values("path").reset_index(drop=True))
+    assert listed.skipped == walked.skipped == []
+    assert listed.warnings == walked.warnings == [f"{walked.root}/test/NORMAL/: no images in class folder"]
+    only_test = scan_tree(spark, str(root), ("test",))
+    assert set(only_test.images["split"]) == {"test"} and len(only_test.images) == 2
+
+
+@pytest.mark.parametrize("change", ["litter", "new film", "appended", "moved"])
+def test_a_tree_changed_after_its_manifest_is_walked(spark, tmp_path, change):
+    root = valid_tree(tmp_path / "chest_xray", per_class=2, splits=("train",))
+    _write_manifest(root)
+    film = root / "train" / "NORMAL" / "IM-0001-0001.jpeg"
+    if change == "litter":
+        (root / "train" / "NORMAL" / ".DS_Store").write_bytes(b"\0\0")
+    elif change == "new film":
+        write_image(root / "train" / "NORMAL" / "IM-0099-0001.jpeg", 40, 30, "L", fmt="JPEG")
+    elif change == "appended":
+        with film.open("ab") as f:  # same name, same folder time, another size
+            f.write(b"\0" * 10)
+    else:
+        film.rename(root / "train" / "PNEUMONIA" / film.name)
+
+    listing = scan_tree(spark, str(root), ("train",))
+    assert not listing.images["patient_id"].str.startswith("from-manifest-").any()
+    expected = {"litter": [Skipped(f"{listing.root}/train/NORMAL/.DS_Store", R.HIDDEN)]}
+    assert listing.skipped == expected.get(change, [])
+    assert len(listing.images) == {"new film": 5}.get(change, 4)
+
+
+def test_bulk_hadoop_lister_sees_what_scandir_sees(spark, tmp_path):
+    """The lister for HDFS (and any other Hadoop file system), tried on a local folder: the
+    same entries as os.scandir, and the same again when a name defeats the bulk path."""
+    folder = tmp_path / "folder"
+    write_image(folder / "IM-0001-0001.jpeg", 30, 20, "L", fmt="JPEG")
+    write_image(folder / "a b é #%20,;'x.png", 10, 10, "RGB")
+    (folder / ".DS_Store").write_bytes(b"\0\0")
+    (folder / "empty.jpeg").write_bytes(b"")
+    (folder / "nested").mkdir()
+
+    def entries(lister, base):
+        return sorted((e.name, e.path, e.is_dir, e.size) for e in lister(base))
+
+    base = f"file:{folder}"
+    expected = entries(local_lister(folder.resolve(), "file:"), base)
+    assert entries(_hadoop_lister(spark, base), base) == expected
+    assert len(expected) == 5
+    (folder / "line\nbreak.jpeg").write_bytes(b"x")  # the bulk text cannot be split: per entry
+    expected = entries(local_lister(folder.resolve(), "file:"), base)
+    assert entries(_hadoop_lister(spark, base), base) == expected
+    assert len(expected) == 6
+
+
+def test_a_film_that_cannot_be_read_is_named_not_fatal(spark, tmp_path):
+    """``unread``: what the listing expected and the read did not deliver, with the reason a
+    second read gives (here: the film went away between the listing and the read)."""
+    root = valid_tree(tmp_path / "chest_xray", per_class=2, splits=("train",))
+    listing = scan_tree(spark, str(root), ("train",))
+    (root / "train" / "NORMAL" / "IM-0001-0001.jpeg").unlink()
+    got = read_images(spark, listing).persist()
+    assert got.count() == 3
+    lost = unread(spark, metadata(spark, listing), got)
+    assert [s.path for s in lost] == [f"{listing.root}/train/NORMAL/IM-0001-0001.jpeg"]
+    assert lost[0].reason.startswith(R.UNREADABLE), lost[0].reason
+    assert "FileNotFoundException" in lost[0].reason
+    assert unread(spark, metadata(spark, listing), metadata(spark, listing)) == []

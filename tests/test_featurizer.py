@@ -103,4 +103,4 @@ def test_bad_rows_get_null_and_reason(spark, tmp_path):
     out = DeepImageFeaturizer(modelName="VGG16", weights=None, errorCol="error").transform(df)
     rows = {r.path.rsplit("/", 1)[1]: r for r in out.select("path", "features", "error").collect()}
     assert rows["good.png"].features is not None and rows["good.png"].error is None
-    assert rows["text.jpeg"].features is None and rows["text.jpeg"].error == "not a JPEG or PNG image"
+    assert rows["text.jpeg"].features is None and rows["text.jpeg"].error == "not a JPEG, PNG or DICOM image"

@@ -27,7 +27,7 @@ from pipeline.data.sample_data import write_tree
 
 MAX_IMAGES = 40
 OUTPUTS = {"model.keras", "metrics.json", "history.json", "training_curves.png", "predictions.csv",
-           "confusion_matrix.png", "roc.png", "report.html"}
+           "confusion_matrix.png", "roc.png", "report.html", "reliability.png"}
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_cmyk_jpeg_decodes(tmp_path):
     assert got.shape == (32, 32, 3)
 
 
-@pytest.mark.parametrize("data,reason", [(b"", "empty file"), (b"hello", "not a JPEG or PNG image")])
+@pytest.mark.parametrize("data,reason", [(b"", "empty file"), (b"hello", "not a JPEG, PNG or DICOM image")])
 def test_bad_bytes_raise_with_reason(data, reason):
     with pytest.raises(ImageError, match=reason):
         decode_bytes(data, 32)
@@ -91,7 +91,7 @@ def test_large_film_is_refused_by_the_documented_limit(tmp_path):
 def test_other_formats_named_jpeg_are_refused_as_ingest_refuses_them(tmp_path, fmt):
     """One acceptance rule: a BMP named .jpeg is not a film for training either."""
     data = image_bytes(40, 30, "L", fmt)
-    with pytest.raises(ImageError, match="not a JPEG or PNG image"):
+    with pytest.raises(ImageError, match="not a JPEG, PNG or DICOM image"):
         decode_bytes(data, 32)
 
 

@@ -16,7 +16,7 @@ from pipeline.data.dataset import read_images, scan_tree
 from pipeline.data.sample_data import write_tree
 from pipeline.featurizer.classifier import pneumonia_score
 from pipeline.featurizer.evaluation import EvalConfig, evaluate
-from pipeline.featurizer.model_store import load_model
+from pipeline.featurizer.model_store import calibrated_probabilities, load_model
 from pipeline.featurizer.summary import TrainConfig, TrainingSummary
 from pipeline.featurizer.training import train
 from pipeline.fs.storage import atomic_output
@@ -89,6 +89,10 @@ def test_model_saved_before_the_package_layout_loads(spark, tree, tmp_path):
     with its summary, and scores; a model saved now names the same class."""
     old = load_model(spark, str(FIXTURES / "model-flat-layout"))
     assert old.featurizer.getModelName() == "VGG16" and old.summary.config.weights == "none"
+    # saved before calibration and validation scores were stored: they read None
+    assert old.calibrator is None and old.validation is None and old.summary.config.cv_folds == 0
+    with pytest.raises(ValueError, match="without a stored calibration"):
+        calibrated_probabilities(old, np.array([0.5]))
     assert old.summary.threshold == pytest.approx(old.classifier.getThreshold())
     images = read_images(spark, scan_tree(spark, str(tree), ("val",)), "binaryFile")
     rows = PipelineModel(stages=[old.featurizer, old.classifier]).transform(images) \
@@ -123,7 +127,11 @@ def test_evaluate_writes_report(spark, trained, tree, tmp_path):
     lines = (out / "predictions.csv").read_text().strip().splitlines()
     assert len(lines) - 1 == saved["metrics"]["counts"]["total"]
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "weights=none" in page
+    # confusion matrix, ROC, reliability diagram
+    assert page.count("data:image/png;base64,") == 3 and "weights=none" in page
+    assert saved["calibration"]["calibrator"] == model.summary.calibration
+    assert [p["target_sensitivity"] for p in saved["operating_points"]] == [0.9, 0.95, 0.98]
+    assert saved["patients"]["metrics"]["counts"]["total"] < saved["metrics"]["counts"]["total"]
 
 
 def test_failed_write_keeps_previous_output(spark, tmp_path):
@@ -174,3 +182,64 @@ def test_evaluate_validation_part_matches_training(spark, trained, tree, tmp_pat
                                      split="validation"))
     assert doc.metrics["counts"]["total"] == model.summary.split["validation"]["films"]
     assert doc.metrics["roc_auc"] == pytest.approx(model.summary.validation_metrics["roc_auc"])
+
+
+def test_stored_validation_scores_are_the_validation_films_scores(spark, trained, tree):
+    """What the model stores (no paths) is what the saved model gives on its validation
+    films, and the stored threshold and calibration come from it."""
+    cfg, model, _ = trained
+    stored = load_model(spark, cfg.model_out)
+    listing = scan_tree(spark, str(tree), ("train",)).with_validation(cfg.val_fraction, cfg.seed)
+    scored = (PipelineModel.load(cfg.model_out).transform(read_images(spark, listing, "binaryFile"))
+              .filter("is_val").select("label", pneumonia_score().alias("score")).toPandas())
+    assert sorted(stored.validation.scores) == pytest.approx(sorted(scored["score"]))
+    assert sorted(stored.validation.labels) == sorted(scored["label"].astype(int))
+    assert stored.summary.threshold == threshold_for_sensitivity(
+        stored.validation.labels, stored.validation.scores, cfg.target_sensitivity)
+    probs = calibrated_probabilities(stored, scored["score"].to_numpy())
+    assert ((0 < probs) & (probs < 1)).all()
+    order = np.argsort(scored["score"].to_numpy())
+    assert (np.diff(probs[order]) >= 0).all()  # calibration keeps the ranking
+
+
+def test_target_sensitivity_re_derives_the_threshold(spark, trained, tree, tmp_path):
+    """evaluate --target-sensitivity grades at the threshold the stored validation scores
+    give for that target, without retraining; the model folder is untouched."""
+    cfg, model, out = trained
+    before = (out / "model/training_summary.json").read_text()
+    args = ["--data", str(tree), "--model", cfg.model_out, "--out", str(tmp_path / "r80"),
+            "--master", "local[2]", "--target-sensitivity", "0.8", "--with-validation"]
+    run_job(evaluate_job.main, evaluate_job.parser(), args)
+    doc = json.loads((tmp_path / "r80/metrics.json").read_text())
+    val = model.summary.validation_scores
+    want = threshold_for_sensitivity(np.array(val["label"]), np.array(val["score"]), 0.8)
+    assert doc["metrics"]["threshold"] == pytest.approx(want)
+    assert want != pytest.approx(model.summary.threshold)  # a different operating point
+    assert "re-derived at evaluation" in doc["threshold_source"]
+    assert (out / "model/training_summary.json").read_text() == before
+    rows = (tmp_path / "r80/predictions.csv").read_text().strip().splitlines()
+    subsets = [line.split(",")[0] for line in rows[1:]]
+    assert subsets.count("validation") == model.summary.split["validation"]["films"]
+    assert subsets.count("test") == doc["metrics"]["counts"]["total"]
+
+
+def test_target_sensitivity_needs_stored_validation_scores(spark, tree, tmp_path):
+    with pytest.raises(ValueError, match="stores no validation scores"):
+        evaluate(spark, EvalConfig(data=str(tree), model=str(FIXTURES / "model-flat-layout"),
+                                   out=str(tmp_path / "o"), target_sensitivity=0.9))
+
+
+def test_train_on_a_fine_tuned_backbone(spark, tree, tmp_path):
+    """train --model-file: the features come from a .keras model's penultimate layer (the
+    report's cnn here, untrained: what matters is the wiring), recorded in the summary."""
+    from pipeline.finetune.models import build_model
+
+    model_file = tmp_path / "model.keras"
+    build_model("cnn", 32).save(model_file)
+    args = ["--data", str(tree), "--model-out", str(tmp_path / "m"), "--model-file",
+            str(model_file), "--weights", "none", "--master", "local[2]"]
+    run_job(train_job.main, train_job.parser(), args)
+    saved = load_model(spark, str(tmp_path / "m"))
+    assert saved.featurizer.getModelFile() == str(model_file)
+    assert saved.summary.config.model_file == str(model_file)
+    assert len(saved.classifier.coefficients) == 64  # the cnn's penultimate width

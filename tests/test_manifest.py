@@ -5,7 +5,14 @@ import dataclasses
 
 import pytest
 
-from pipeline.data.manifest import COLUMNS, ManifestRow, from_csv, mark_duplicates, to_csv
+from pipeline.data.manifest import (
+    COLUMNS,
+    ManifestRow,
+    from_csv,
+    mark_duplicates,
+    read_frame,
+    to_csv,
+)
 
 
 def row(path: str, sha256: str = "a" * 64, **changes) -> ManifestRow:
@@ -52,3 +59,19 @@ def test_duplicates_point_at_the_first_path() -> None:
 def test_foreign_csv_is_refused() -> None:
     with pytest.raises(ValueError, match="columns"):
         from_csv(b"path,label\nx.jpeg,1\n")
+
+
+def test_read_frame_gives_the_rows_as_written() -> None:
+    rows = [row('train/PNEUMONIA/a, "quoted" ünï 東京.jpeg', sha256="b" * 64),
+            row("train/NORMAL/plain.jpeg", label=0, patient_id="NA")]
+    frame = read_frame(to_csv(rows), ("path", "label", "patient_id", "bytes"))
+    assert frame.to_dict("records") == [
+        {"path": "train/NORMAL/plain.jpeg", "label": "0", "patient_id": "NA", "bytes": "10"},
+        {"path": 'train/PNEUMONIA/a, "quoted" ünï 東京.jpeg', "label": "1",
+         "patient_id": "person1", "bytes": "10"}]
+
+
+@pytest.mark.parametrize("data", [b"", b"path\ntrain/NORMAL/a.jpeg\n", b"\xff\xfe"])
+def test_read_frame_refuses_what_is_not_a_manifest(data: bytes) -> None:
+    with pytest.raises(ValueError, match="not a manifest|columns"):
+        read_frame(data)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data.patients import patient_id
-from pipeline.data.split import validation_mask
+from pipeline.data.split import patient_folds, validation_mask
 
 
 def _frame() -> pd.DataFrame:
@@ -41,3 +41,37 @@ def test_deterministic_per_seed():
 def test_bad_fraction():
     with pytest.raises(ValueError, match="fraction"):
         validation_mask(_frame(), 1.0)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_folds_never_split_a_patient(k):
+    frame = _frame()
+    folds = patient_folds(frame, k, seed=1)
+    assert (frame.assign(fold=folds).groupby("patient_id")["fold"].nunique() == 1).all()
+    assert set(folds) == set(range(k))
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_folds_are_stratified_and_balanced(k):
+    frame = _frame()
+    folds = patient_folds(frame, k, seed=1)
+    for label in (0, 1):
+        films = pd.Series(folds[frame.label == label]).value_counts()
+        share = films / films.sum()
+        # each fold holds about 1/k of each class's films (a patient has at most 4)
+        assert (abs(share - 1 / k) < 0.03).all(), (label, share.to_dict())
+        assert films.max() - films.min() <= 4
+
+
+def test_folds_depend_on_the_seed_only():
+    frame = _frame()
+    assert (patient_folds(frame, 5, 3) == patient_folds(frame.copy(), 5, 3)).all()
+    assert not (patient_folds(frame, 5, 3) == patient_folds(frame, 5, 4)).all()
+
+
+def test_too_few_patients_or_folds():
+    frame = _frame()
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        patient_folds(frame, 1)
+    with pytest.raises(ValueError, match="class 0 has 60"):
+        patient_folds(frame, 61)

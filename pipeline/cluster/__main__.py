@@ -1,7 +1,8 @@
 """python -m pipeline.cluster up|down|status|env|lock (the Makefile's cluster-* targets).
 
 up      start the cluster and wait until healthy; a second `up` is a no-op. Native unless
-        XRAY_CLUSTER=docker (Docker Compose) or auto (docker when an engine answers)
+        XRAY_CLUSTER=docker (Docker Compose) or auto (docker when an engine answers);
+        `up --secure`: native, with a KDC and Kerberos
 down    stop what `up` started (native: by pid file; Docker: compose down, volumes included
         unless --keep-data)
 status  each daemon's health and web UI; exit 1 when something is unhealthy
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 from pipeline import config
-from pipeline.cluster import conf, docker, health, jars, native, pyenv
+from pipeline.cluster import conf, docker, health, jars, kdc, native, pyenv
 from pipeline.cluster.errors import ClusterError
 from pipeline.runtime.cli import EXIT_UNHEALTHY, base_parser, run_job
 
@@ -67,13 +68,18 @@ def _is_up(current: str) -> bool:
     return docker.available() and bool(docker.running())
 
 
-def up() -> None:
+def up(secure: bool = False) -> None:
+    """secure: a Kerberized cluster, which only native mode has (docs/security.md)."""
     current, previous = requested_mode(), recorded_mode()
+    if secure and current != "native":
+        if config.CLUSTER_MODE == "docker":
+            raise ClusterError("--secure (Kerberos) is native mode only: unset XRAY_CLUSTER=docker")
+        current = "native"
     if previous != current and _is_up(previous):
         raise ClusterError(f"a {previous}-mode cluster is up on this state dir "
                            f"({config.STATE_DIR}): `make cluster-down` first")
     _record(current)
-    docker.up() if current == "docker" else native.up()
+    docker.up() if current == "docker" else native.up(secure=secure)
     # The executors' Python for the jobs to come (uploaded by the first job): packed now, so
     # that no job waits minutes for it. The Docker nodes' Python is Debian's, at /usr.
     try:
@@ -92,7 +98,12 @@ def down(keep_data: bool) -> None:
 
 def env_lines() -> list[str]:
     """`export` lines for a Spark driver on this machine, for the recorded cluster."""
-    env = docker.client_env() if recorded_mode() == "docker" else conf.spark_env()
+    if recorded_mode() == "docker":
+        env = docker.client_env()
+    else:
+        if kdc.is_secure():
+            kdc.use_cluster_ticket()  # a fresh ticket in the cache KRB5CCNAME names
+        env = conf.spark_env()
     lines = [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
     # The driver runs the Python that printed this, unless one is chosen; the executors run
     # the packed environment the job ships (pipeline.cluster.pyenv).
@@ -103,7 +114,12 @@ def env_lines() -> list[str]:
 def status(current: str) -> int:
     nodes = 1 if current == "native" else len(docker.DATANODES)
     pids = native.pids() if current == "native" else {}
-    checks = health.all_checks(nodes, nodes)
+    if current == "native" and kdc.is_secure():
+        try:  # the checks ask SPNEGO-protected endpoints; a dead KDC shows as unhealthy
+            kdc.use_cluster_ticket()
+        except ClusterError as err:
+            print(f"no Kerberos ticket for the checks: {err}", file=sys.stderr)
+    checks = health.all_checks(datanodes_expected=nodes, nodemanagers_expected=nodes)
     logs = (f"state dir {config.STATE_DIR}, logs {native.log_dir()}" if current == "native"
             else f"project {config.COMPOSE_PROJECT}, logs: docker compose -p "
                  f"{config.COMPOSE_PROJECT} logs SERVICE")
@@ -126,6 +142,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("command", choices=("up", "down", "status", "env", "lock"))
     p.add_argument("--keep-data", action="store_true",
                    help="down, Docker mode: keep the HDFS and YARN volumes")
+    p.add_argument("--secure", action="store_true",
+                   help="up: a Kerberized native cluster (docs/security.md); down, status and "
+                        "env follow the mode recorded at up")
     return p
 
 
@@ -137,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
     elif args.command == "status":
         return status(recorded_mode())
     elif args.command == "up":
-        up()
+        up(args.secure)
     else:
         down(args.keep_data)
     return 0

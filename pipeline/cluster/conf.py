@@ -5,6 +5,11 @@ hadoop-conf/ and spark-conf/ are shared with the Docker variant; what differs pe
 directories under ``<state>/conf`` with those values filled in, and that copy is what every
 native daemon and every ``spark-submit`` reads. Files are replaced one by one atomically and
 only when their content changes, so rendering twice is a no-op.
+
+A secure cluster (kdc.is_secure(): `up --secure` recorded it) gets more: each
+hadoop-conf/secure/<name>.xml is merged into <name>.xml (its properties replace or join the
+plain ones) and spark-conf/secure/spark-defaults.conf is appended, with the realm, keytab and
+user filled in. A plain cluster's files are exactly what they were without that directory.
 """
 from __future__ import annotations
 
@@ -15,10 +20,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from pipeline import config
+from pipeline.cluster import kdc
 from pipeline.cluster.errors import ClusterError
 
 HADOOP_CONF_SRC = config.REPO_ROOT / "hadoop-conf"
 SPARK_CONF_SRC = config.REPO_ROOT / "spark-conf"
+#: Overlays for a secure (Kerberos) cluster, by the same file names.
+SECURE_DIR = "secure"
+#: Ports of daemons that are not Hadoop's: no xray.port.* property names them.
+_NOT_HADOOP_PORTS = ("history_http", "kdc")
 
 
 def hadoop_conf_dir() -> Path:
@@ -37,8 +47,9 @@ def spark_home() -> Path:
     return Path(spec.origin).parent
 
 
-def xray_properties() -> dict[str, str]:
-    """Values for the xray.* properties of hadoop-conf/core-site.xml on this machine."""
+def xray_properties(secure: bool = False) -> dict[str, str]:
+    """Values for the xray.* properties of hadoop-conf/core-site.xml on this machine (and of
+    hadoop-conf/secure/core-site.xml when secure)."""
     props = {
         "xray.state.dir": str(config.STATE_DIR),
         "xray.namenode.host": config.CLUSTER_HOST,
@@ -50,22 +61,51 @@ def xray_properties() -> dict[str, str]:
         "xray.nodemanager.vcores": str(config.NODEMANAGER_VCORES),
     }
     props.update({f"xray.port.{name}": str(port) for name, port in config.CLUSTER_PORTS.items()
-                  if not name.startswith("history")})
+                  if name not in _NOT_HADOOP_PORTS})
+    if secure:
+        props.update({"xray.krb5.realm": config.KERBEROS_REALM,
+                      "xray.keytab.service": str(kdc.service_keytab()),
+                      # Service principals map to the OS user who runs the daemons, so that
+                      # user stays HDFS's superuser as in a plain cluster.
+                      "xray.os.user": kdc.user()})
     return props
 
 
-def _render_site_xml(src: Path, values: dict[str, str]) -> tuple[str, set[str]]:
-    """src with each xray.* property's value replaced, and the xray.* names it defines."""
-    tree = ET.parse(src, ET.XMLParser(target=ET.TreeBuilder(insert_comments=True)))
+def _parse(src: Path) -> ET.Element:
+    return ET.parse(src, ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))).getroot()
+
+
+def _name(prop: ET.Element) -> str:
+    return prop.findtext("name", "").strip()
+
+
+def _merge(root: ET.Element, overlay: Path) -> None:
+    """The overlay's properties into root: a property of the same name is replaced (removed
+    where it was, the overlay's appended with its comments), new ones are appended."""
+    replaced = {_name(prop) for prop in _parse(overlay).iter("property")}
+    for prop in [p for p in root.findall("property") if _name(p) in replaced]:
+        root.remove(prop)
+    root.append(ET.Comment(f" Secure mode: from hadoop-conf/{SECURE_DIR}/{overlay.name} "))
+    root.extend(_parse(overlay))
+
+
+def _render_site_xml(src: Path, values: dict[str, str],
+                     secure: bool = False) -> tuple[str, set[str]]:
+    """src (merged with its secure overlay when secure) with each xray.* property's value
+    replaced, and the xray.* names it defines."""
+    root = _parse(src)
+    overlay = src.parent / SECURE_DIR / src.name
+    if secure and overlay.exists():
+        _merge(root, overlay)
     seen = set()
-    for prop in tree.getroot().iter("property"):
-        name = prop.findtext("name", "").strip()
+    for prop in root.iter("property"):
+        name = _name(prop)
         if name.startswith("xray."):
             if name not in values:
                 raise ClusterError(f"{src} defines {name}, which xray_properties() lacks")
             prop.find("value").text = values[name]
             seen.add(name)
-    return ET.tostring(tree.getroot(), encoding="unicode"), seen
+    return ET.tostring(root, encoding="unicode"), seen
 
 
 def _write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
@@ -79,28 +119,43 @@ def _write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
 
 
 def spark_env() -> dict[str, str]:
-    """Environment a Spark driver (spark-submit, pyspark) needs for this cluster."""
-    return {
+    """Environment a Spark driver (spark-submit, pyspark) needs for this cluster; for a secure
+    one also the realm (KRB5_CONFIG) and the ticket cache that `up` fills (KRB5CCNAME)."""
+    env = {
         "HADOOP_CONF_DIR": str(hadoop_conf_dir()),
         "YARN_CONF_DIR": str(hadoop_conf_dir()),
         "SPARK_CONF_DIR": str(spark_conf_dir()),
         "JAVA_HOME": str(config.JAVA_HOME),
         "SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST,
     }
+    if kdc.is_secure():
+        env.update(kdc.client_env())
+    return env
 
 
-def _spark_defaults() -> str:
-    return spark_defaults_text(
-        {"spark.history.ui.port": str(config.CLUSTER_PORTS["history_http"]),
-         "spark.driver.bindAddress": config.CLUSTER_BIND_HOST,
-         "spark.driver.host": config.CLUSTER_HOST,
-         "spark.yarn.appMasterEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST,
-         "spark.executorEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST})
+def _spark_defaults(secure: bool = False) -> str:
+    host = {"spark.history.ui.port": str(config.CLUSTER_PORTS["history_http"]),
+            "spark.driver.bindAddress": config.CLUSTER_BIND_HOST,
+            "spark.driver.host": config.CLUSTER_HOST,
+            "spark.yarn.appMasterEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST,
+            "spark.executorEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST}
+    if not secure:
+        return spark_defaults_text(host)
+    krb5 = " ".join(kdc.java_opts())
+    host.update({"spark.history.kerberos.principal": kdc.principal("spark"),
+                 "spark.history.kerberos.keytab": str(kdc.service_keytab()),
+                 "spark.yarn.am.extraJavaOptions": krb5,
+                 "spark.executor.extraJavaOptions": krb5})
+    return spark_defaults_text(host, extra=(SPARK_CONF_SRC / SECURE_DIR /
+                                            "spark-defaults.conf").read_text())
 
 
-def spark_defaults_text(host: dict[str, str]) -> str:
-    """spark-conf/spark-defaults.conf with one deployment's settings appended."""
+def spark_defaults_text(host: dict[str, str], extra: str = "") -> str:
+    """spark-conf/spark-defaults.conf (plus `extra` settings) with one deployment's settings
+    appended."""
     base = (SPARK_CONF_SRC / "spark-defaults.conf").read_text()
+    if extra:
+        base += "\n" + extra
     width = max(map(len, host)) + 1
     lines = [f"{key:<{width}}{value}" for key, value in host.items()]
     return (base.rstrip("\n") + "\n\n# --- this machine: written by pipeline.cluster from "
@@ -108,10 +163,16 @@ def spark_defaults_text(host: dict[str, str]) -> str:
 
 
 def _spark_env_sh() -> str:
-    """spark-env.sh: Spark's launcher sources it, so SPARK_CONF_DIR alone is enough."""
+    """spark-env.sh: Spark's launcher sources it, so SPARK_CONF_DIR alone is enough. On a
+    secure cluster a caller's own KRB5CCNAME (their kinit) wins over the cluster's cache."""
     lines = ["# Written by pipeline.cluster from pipeline/config.py; sourced by Spark's launcher."]
-    lines += [f"export {key}={shlex.quote(value)}" for key, value in spark_env().items()
-              if key != "SPARK_CONF_DIR"]
+    krb5 = kdc.client_env()
+    lines += [f"export {key}={shlex.quote(value)}" if key not in krb5 else
+              f'export {key}="${{{key}:-{value}}}"'
+              for key, value in spark_env().items() if key != "SPARK_CONF_DIR"]
+    if kdc.is_secure():  # the JVM finds the realm only through this property
+        lines.append(f'export SPARK_SUBMIT_OPTS="${{SPARK_SUBMIT_OPTS:-}} '
+                     f'{" ".join(kdc.java_opts())}"')
     # Executors run the driver's Python by path; the caller's python3 (a venv's, when one is
     # active) unless PYSPARK_PYTHON names one. Not the Python that rendered this file: that
     # may be another checkout's venv, whose `pipeline` package is another version.
@@ -132,14 +193,15 @@ def read_spark_defaults(path: Path | None = None) -> dict[str, str]:
 
 def render() -> list[Path]:
     """Write <state>/conf/{hadoop,spark}; returns the files that changed."""
-    values = xray_properties()
+    secure = kdc.is_secure()
+    values = xray_properties(secure)
     hadoop_dir, spark_dir = hadoop_conf_dir(), spark_conf_dir()
     hadoop_dir.mkdir(parents=True, exist_ok=True)
     spark_dir.mkdir(parents=True, exist_ok=True)
     changed, seen = [], set()
-    for src in sorted(HADOOP_CONF_SRC.iterdir()):
+    for src in sorted(p for p in HADOOP_CONF_SRC.iterdir() if p.is_file()):
         if src.suffix == ".xml":
-            text, names = _render_site_xml(src, values)
+            text, names = _render_site_xml(src, values, secure)
             text = (f'<?xml version="1.0" encoding="UTF-8"?>\n<!-- Written by pipeline.cluster '
                     f'from hadoop-conf/{src.name} and pipeline/config.py. -->\n{text}\n')
             seen |= names
@@ -150,8 +212,9 @@ def render() -> list[Path]:
     if seen != set(values):
         raise ClusterError(f"hadoop-conf/ lacks the properties {sorted(set(values) - seen)}")
     copied = [(src.name, src.read_text(), src.stat().st_mode & 0o777)
-              for src in sorted(SPARK_CONF_SRC.iterdir()) if src.name != "spark-defaults.conf"]
-    for name, text, mode in (("spark-defaults.conf", _spark_defaults(), 0o644),
+              for src in sorted(SPARK_CONF_SRC.iterdir())
+              if src.is_file() and src.name != "spark-defaults.conf"]
+    for name, text, mode in (("spark-defaults.conf", _spark_defaults(secure), 0o644),
                              ("spark-env.sh", _spark_env_sh(), 0o755), *copied):
         if _write_if_changed(spark_dir / name, text, mode):
             changed.append(spark_dir / name)

@@ -17,11 +17,11 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from hdfs import InsecureClient
+from hdfs import Client
 
 from pipeline import config
-from pipeline.cluster import conf, health
-from pipeline.fs.webhdfs import rename_replacing
+from pipeline.cluster import conf, health, kdc
+from pipeline.fs.webhdfs import make_client, rename_replacing
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,14 @@ def shared_dirs() -> dict[str, str]:
             archive_dir: "755", f"/user/{getpass.getuser()}": "750"}
 
 
-def client() -> InsecureClient:
-    """WebHDFS as the OS user, who started the NameNode and so is the HDFS superuser."""
-    return InsecureClient(health.url("namenode_http"), user=getpass.getuser())
+def client() -> Client:
+    """WebHDFS as the OS user, who started the NameNode and so is the HDFS superuser; on a
+    secure cluster with that user's ticket (kdc.use_cluster_ticket())."""
+    return make_client(health.url("namenode_http"), user=getpass.getuser(),
+                       kerberos=kdc.is_secure())
 
 
-def prepare_dirs(hdfs: InsecureClient) -> list[str]:
+def prepare_dirs(hdfs: Client) -> list[str]:
     created = []
     for path, permission in shared_dirs().items():
         if hdfs.status(path, strict=False) is None:
@@ -81,7 +83,7 @@ def local_spark_archive() -> Path:
     return target
 
 
-def ensure_spark_archive(hdfs: InsecureClient) -> bool:
+def ensure_spark_archive(hdfs: Client) -> bool:
     """Upload the archive unless HDFS has one of the same size; True when it uploaded."""
     hdfs_path = urlparse(conf.read_spark_defaults()["spark.yarn.archive"]).path
     local = local_spark_archive()

@@ -3,15 +3,21 @@
 The same checks serve `cluster status`, the wait in `cluster up` and the tests, in both native
 and Docker modes (Docker publishes the same ports on loopback). A check never raises: a daemon
 that does not answer is simply unhealthy, with the reason in ``detail``.
+
+On a secure cluster every Hadoop endpoint asks for SPNEGO: the checks then authenticate with
+the Kerberos ticket of the process (kdc.use_cluster_ticket() points it at the cluster's).
 """
 from __future__ import annotations
 
 import json
-import urllib.request
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import requests
+
 from pipeline import config
+from pipeline.cluster import kdc
 
 
 @dataclass(frozen=True)
@@ -26,19 +32,33 @@ def url(port_name: str, path: str = "") -> str:
     return f"http://{config.CLUSTER_HOST}:{config.CLUSTER_PORTS[port_name]}{path}"
 
 
-#: Straight to loopback, whatever http_proxy says.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-#: What a daemon that is down, starting or confused answers with.
+#: What a daemon that is down, starting or confused answers with (requests' errors are
+#: OSErrors; an HTTP error status is raised as one by raise_for_status).
 _FAILURES = (OSError, ValueError, KeyError, IndexError)
 
 
+def spnego_auth() -> requests.auth.AuthBase:
+    """SPNEGO with the process's Kerberos ticket (requests-kerberos, imported only here: a
+    plain cluster's users need not install it)."""
+    try:
+        from requests_kerberos import OPTIONAL, HTTPKerberosAuth
+    except ImportError as err:
+        raise OSError(f"requests-kerberos is missing ({err}): {kdc.INSTALL_HINT}") from err
+    return HTTPKerberosAuth(mutual_authentication=OPTIONAL)
+
+
 def get_json(address: str, timeout: float = 3.0) -> dict | list:
-    with _OPENER.open(address, timeout=timeout) as response:
-        return json.load(response)
+    """GET a JSON document; with SPNEGO when the cluster is secure."""
+    with requests.Session() as session:
+        session.trust_env = False  # straight to loopback, whatever http_proxy says
+        response = session.get(address, timeout=timeout,
+                               auth=spnego_auth() if kdc.is_secure() else None)
+        response.raise_for_status()
+        return json.loads(response.content)
 
 
 def _not_answering(exc: Exception) -> str:
-    return f"not answering ({getattr(exc, 'reason', None) or exc})"
+    return f"not answering ({str(exc)[:200]})"
 
 
 def _ask(name: str, ui: str, address: str,
@@ -111,6 +131,18 @@ def hdfs_ready(datanodes_expected: int = 1) -> bool:
     return all(check.ok for check in hdfs(datanodes_expected)) and datanode_registered()
 
 
+def kdc_check() -> Check:
+    """The KDC of a secure cluster accepts connections (the health of its realm shows in every
+    other check, which needs tickets from it)."""
+    address = (config.CLUSTER_BIND_HOST, config.CLUSTER_PORTS["kdc"])
+    where = f"tcp://{address[0]}:{address[1]}"
+    try:
+        socket.create_connection(address, timeout=3).close()
+    except OSError as exc:
+        return Check("kdc", False, _not_answering(exc), where)
+    return Check("kdc", True, f"realm {config.KERBEROS_REALM}", where)
+
+
 def all_checks(datanodes_expected: int = 1, nodemanagers_expected: int = 1) -> list[Check]:
-    return [*hdfs(datanodes_expected), resourcemanager(), nodemanagers(nodemanagers_expected),
-            history()]
+    return [*([kdc_check()] if kdc.is_secure() else []), *hdfs(datanodes_expected),
+            resourcemanager(), nodemanagers(nodemanagers_expected), history()]

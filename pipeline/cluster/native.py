@@ -11,7 +11,12 @@ Layout under config.STATE_DIR:
     logs/<daemon>.log|.out    daemon logs (log4j) and stdout/stderr (JVM errors)
     tmp/                      the daemons' temporary files (Jetty's unpacked web UIs)
     run/<daemon>.pid          pids of the daemons this tool started (run/cluster.lock: one
-                              up or down at a time)
+                              up or down at a time; run/security: plain or Kerberos)
+    krb5/                     a secure cluster's krb5.conf, keytabs and ticket (kdc.py)
+
+A secure cluster (`up(secure=True)`, `make cluster-up SECURE=1`) runs the KDC first and every
+other daemon with Kerberos; the mode is recorded at `up`, and `down`, `status` and the rendered
+configuration follow it.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import config
-from pipeline.cluster import conf, health, hdfs_setup, jars
+from pipeline.cluster import conf, health, hdfs_setup, jars, kdc
 from pipeline.cluster.errors import ClusterError
 
 log = logging.getLogger(__name__)
@@ -56,9 +61,15 @@ RESOURCEMANAGER = Daemon(
 NODEMANAGER = Daemon("nodemanager", "org.apache.hadoop.yarn.server.nodemanager.NodeManager",
                      ("nodemanager", "nodemanager_localizer", "nodemanager_http"))
 HISTORY = Daemon("history", "org.apache.spark.deploy.history.HistoryServer", ("history_http",))
+KDC = Daemon("kdc", kdc.MAIN_CLASS, ("kdc",))
 HADOOP_DAEMONS = (NAMENODE, DATANODE, RESOURCEMANAGER, NODEMANAGER)
 #: Start order; stop goes the other way.
 DAEMONS = HADOOP_DAEMONS + (HISTORY,)
+
+
+def daemons(secure: bool | None = None) -> tuple[Daemon, ...]:
+    """The daemons of a plain or secure cluster (default: the mode recorded at `up`)."""
+    return (KDC, *DAEMONS) if (kdc.is_secure() if secure is None else secure) else DAEMONS
 
 
 def run_dir() -> Path:
@@ -168,7 +179,14 @@ def _command(daemon: Daemon) -> list[str]:
     if daemon is HISTORY:  # pyspark's launcher builds Spark's classpath and JVM options
         return [str(conf.spark_home() / "bin" / "spark-class"), daemon.main_class]
     logs, home = log_dir(), jars.hadoop_home()
+    if daemon is KDC:
+        return [str(_java()), "-Xmx256m", *config.DAEMON_JVM_OPTS, f"-Dproc_{daemon.name}",
+                "-Djava.net.preferIPv4Stack=true", f"-Djava.io.tmpdir={tmp_dir()}",
+                "-cp", jars.classpath(conf.hadoop_conf_dir()), daemon.main_class,
+                *kdc.arguments()]
+    krb5 = kdc.java_opts() if kdc.is_secure() else []
     return [str(_java()), f"-Xmx{config.DAEMON_HEAP_MB[daemon.name]}m", *config.DAEMON_JVM_OPTS,
+            *krb5,
             f"-Dproc_{daemon.name}", "-Djava.net.preferIPv4Stack=true",
             f"-Djava.io.tmpdir={tmp_dir()}",  # Jetty unpacks the web UIs there
             f"-Dhadoop.log.dir={logs}", f"-Dhadoop.log.file={daemon.name}.log",
@@ -187,14 +205,19 @@ def _environment(daemon: Daemon) -> dict[str, str]:
     if daemon is HISTORY:
         env["SPARK_DAEMON_MEMORY"] = f"{config.DAEMON_HEAP_MB['history']}m"
         env["SPARK_DAEMON_JAVA_OPTS"] = " ".join(
-            [*config.DAEMON_JVM_OPTS, f"-Djava.io.tmpdir={tmp_dir()}"])
+            [*config.DAEMON_JVM_OPTS, f"-Djava.io.tmpdir={tmp_dir()}",
+             *(kdc.java_opts() if kdc.is_secure() else [])])
     return env
+
+
+#: Written into <daemon>.out before each start: what came after it is this start's console.
+_START_MARKER = "starting %s"
 
 
 def _start(daemon: Daemon) -> int:
     out = log_dir() / f"{daemon.name}.out"
     with out.open("ab") as sink:
-        sink.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {daemon.name}\n"
+        sink.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {_START_MARKER % daemon.name}\n"
                    .encode())
         sink.flush()
         process = subprocess.Popen(_command(daemon), stdin=subprocess.DEVNULL, stdout=sink,
@@ -279,6 +302,40 @@ def _healthy() -> bool:
     return all(check.ok for check in health.all_checks())
 
 
+def _check_mode(secure: bool) -> None:
+    """Record the mode `up` asks for; refuse to switch a cluster that runs in the other."""
+    if kdc.is_secure() == secure:
+        kdc.record(secure)
+        return
+    running = [d.name for d in (KDC, *DAEMONS) if running_pid(d) is not None]
+    if running:
+        raise ClusterError(
+            f"the cluster at {config.STATE_DIR} runs {kdc.mode_name(not secure)} "
+            f"({', '.join(running)}): `make cluster-down` first to bring it up "
+            f"{kdc.mode_name(secure)}, or `make cluster-up{'' if secure else ' SECURE=1'}`")
+    log.info("cluster at %s switches to %s", config.STATE_DIR, kdc.mode_name(secure))
+    kdc.record(secure)
+
+
+def _start_kdc(to_start: list[Daemon]) -> list[Daemon]:
+    """Start the KDC when it is not running; its keys are new, so every daemon still running
+    with the old keytab is stopped and started again. Returns what is left to start."""
+    if KDC not in to_start:
+        return to_start
+    kdc.prepare_start()
+    _start(KDC)
+    seconds = _wait("the KDC", lambda: kdc.ready(log_dir() / "kdc.out", _START_MARKER % KDC.name),
+                    (KDC,), config.CLUSTER_START_TIMEOUT_S)
+    kdc.finish_start()
+    kdc.use_cluster_ticket()
+    log.info("KDC ready in %.1f s", seconds)
+    stale = [d for d in DAEMONS if d not in to_start and running_pid(d) is not None]
+    for daemon in reversed(stale):
+        log.warning("%s runs with keys of the previous KDC: restarting it", daemon.name)
+        stop(daemon)
+    return [d for d in DAEMONS if d in to_start or d in stale]
+
+
 @contextlib.contextmanager
 def _exclusive() -> Iterator[None]:
     """One up or down at a time per state dir: two test sessions (or a test and a person)
@@ -289,16 +346,21 @@ def _exclusive() -> Iterator[None]:
         yield
 
 
-def up() -> UpResult:
-    """Bring every daemon up and healthy; start only what is not running (idempotent)."""
+def up(secure: bool = False) -> UpResult:
+    """Bring every daemon up and healthy; start only what is not running (idempotent).
+    secure: with a KDC and Kerberos (recorded; a running cluster of the other mode is an
+    error)."""
     with _exclusive():
-        return _up()
+        _check_mode(secure)
+        return _up(secure)
 
 
-def _up() -> UpResult:
+def _up(secure: bool) -> UpResult:
     start = time.monotonic()
     result = UpResult()
-    to_start = [d for d in DAEMONS if running_pid(d) is None]
+    to_start = [d for d in daemons(secure) if running_pid(d) is None]
+    if secure and KDC not in to_start:
+        kdc.use_cluster_ticket()  # the health checks ask SPNEGO-protected endpoints
     if not to_start and _healthy():
         # Clients (spark-submit) read the rendered files on every run: keep them current.
         changed = conf.render()
@@ -306,6 +368,8 @@ def _up() -> UpResult:
                  config.STATE_DIR, f" but refresh {len(changed)} config file(s)" if changed else "")
         return result
     java = check_java()
+    if secure:
+        kdc.check_tools()
     check_ports(to_start)
     for sub in (run_dir(), log_dir(), tmp_dir()):
         sub.mkdir(parents=True, exist_ok=True)
@@ -316,6 +380,9 @@ def _up() -> UpResult:
     jars_start = time.monotonic()
     jars.ensure_jars()
     result.timings["jars_s"] = time.monotonic() - jars_start
+    if secure:
+        result.started += [KDC.name] if KDC in to_start else []
+        to_start = _start_kdc(to_start)
     changed = conf.render()
     running = [d.name for d in DAEMONS if d not in to_start]
     if changed and running:
@@ -341,7 +408,8 @@ def _up() -> UpResult:
     archive_start = time.monotonic()
     result.archive_uploaded = hdfs_setup.ensure_spark_archive(client)
     result.timings["spark_archive_s"] = time.monotonic() - archive_start
-    _wait("YARN and the History Server", _healthy, DAEMONS, config.CLUSTER_START_TIMEOUT_S)
+    _wait("YARN and the History Server", _healthy, daemons(secure),
+          config.CLUSTER_START_TIMEOUT_S)
     result.timings["daemons_s"] = time.monotonic() - daemons_start
     result.timings["total_s"] = time.monotonic() - start
     result.timings["total_without_jar_fetch_s"] = (
@@ -414,13 +482,13 @@ def stop(daemon: Daemon, timeout: float = 30.0, kill_timeout: float = 10.0) -> b
 
 def down(names: Iterable[str] | None = None) -> list[str]:
     """Stop the daemons this tool started (all, or those named), newest first."""
-    wanted = set(names) if names is not None else {d.name for d in DAEMONS}
+    wanted = set(names) if names is not None else {d.name for d in (KDC, *DAEMONS)}
     with _exclusive():
-        stopped = [d.name for d in reversed(DAEMONS) if d.name in wanted and stop(d)]
+        stopped = [d.name for d in reversed(daemons()) if d.name in wanted and stop(d)]
     if not stopped:
         log.info("no daemon of this cluster is running (pid files in %s)", run_dir())
     return stopped
 
 
 def pids() -> dict[str, int | None]:
-    return {d.name: running_pid(d) for d in DAEMONS}
+    return {d.name: running_pid(d) for d in daemons()}

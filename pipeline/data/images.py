@@ -1,8 +1,9 @@
 """Turning stored images into model-ready RGB arrays, and describing them for the manifest.
 
-Every image is opened by ``rules.open_image``, the one acceptance rule. Two inputs reach the
-featurizer: compressed file bytes (Spark's ``binaryFile`` source) and the decoded struct of
-Spark's ``image`` source (row-major BGR/BGRA or gray). Both end as ``uint8[size, size, 3]``
+Every image is opened by ``rules.open_image``, the one acceptance rule (a DICOM film comes
+from it rendered in 8-bit gray, as a viewer shows it, and goes on like a gray PNG). Two inputs
+reach the featurizer: compressed file bytes (Spark's ``binaryFile`` source) and the decoded
+struct of Spark's ``image`` source (row-major BGR/BGRA or gray). Both end as ``uint8[size, size, 3]``
 RGB resized with Pillow's bilinear filter, which is exactly what
 ``keras.utils.load_img(path, target_size=(size, size), interpolation="bilinear")`` returns,
 so the Spark output can be checked against plain Keras.
@@ -54,6 +55,15 @@ def decode_bytes(data: bytes, size: int, draft: bool = DRAFT_DECODE) -> np.ndarr
     """
     with open_image(data, draft_size=size if draft else None) as img:
         return np.asarray(_to_rgb(img).resize((size, size), Image.BILINEAR))
+
+
+def decode_display(data: bytes, max_side: int, draft: bool = DRAFT_DECODE) -> np.ndarray:
+    """An encoded film as ``uint8[h, w, 3]`` RGB at its own aspect ratio, its longer side at
+    most ``max_side``: what a reader sees in a worklist, not what a model is fed."""
+    with open_image(data, draft_size=max_side if draft else None) as img:
+        rgb = _to_rgb(img)
+        rgb.thumbnail((max_side, max_side), Image.BILINEAR)
+        return np.asarray(rgb)
 
 
 def struct_to_rgb(height: int, width: int, n_channels: int, data: bytes, size: int) -> np.ndarray:

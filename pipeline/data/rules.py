@@ -3,8 +3,11 @@
 One rule set for ingest (a local tree), train, evaluate and fine-tune (any Hadoop URI):
 - **where a file sits**: ``<split>/<CLASS>/<name>`` below the tree's root, nothing hidden,
   a regular file with an image suffix, not empty; symbolic links are never followed;
-- **what its bytes are**: a JPEG or PNG (by content, whatever the suffix says) whose header
-  is within the pixel limit, checked before any pixel is decoded, and that decodes to the end.
+- **what its bytes are**: a JPEG, PNG or DICOM file (by content, whatever the suffix says)
+  whose header is within the pixel limit, checked before any pixel is decoded, and that
+  decodes to the end; a DICOM file must hold one frontal chest film (``pipeline.data.dicom``
+  reads it; the rule and its words are here), which is rendered as a viewer shows it, in
+  8-bit gray.
 
 Each refusal is a ``Skipped(path, reason)`` whose reason comes from this module, so a file
 refused by ingest reads the same when a job meets it.
@@ -20,6 +23,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from pipeline import config
+from pipeline.data import dicom
 
 # Pillow's own bomb warning (fixed at 89 Mpx) would pre-empt the documented, configurable
 # limit that every image opened here is checked against; its hard error (179 Mpx) still
@@ -38,10 +42,20 @@ COLON = "file name contains ':' (not allowed in HDFS paths)"
 LINK_OUTSIDE = "symbolic link pointing outside the tree (not followed)"
 LINK_BROKEN = "broken symbolic link"
 LINK = "symbolic link (not followed)"
-NOT_JPEG_OR_PNG = f"not a {' or '.join(config.IMAGE_FORMATS)} image"
+NOT_JPEG_OR_PNG = f"not a {', '.join(config.IMAGE_FORMATS)} or DICOM image"
 NOT_A_SPLIT = f"not a split folder (expected one of {', '.join(config.SPLITS)})"
 NO_IMAGES = "no images in class folder"
 CLASS_MISSING = "class folder missing"
+# DICOM files: fixed words, never a header value (names, IDs, UIDs, dates are patient data).
+DICOM_UNREADABLE = "unreadable DICOM header"
+DICOM_TRUNCATED = "truncated DICOM file"
+DICOM_NOT_AN_IMAGE = "DICOM file holds no image (a report or other non-image object)"
+DICOM_NO_PIXEL_DATA = "DICOM image without pixel data"
+DICOM_MULTI_FRAME = "multi-frame DICOM file (one film per file expected)"
+DICOM_LATERAL = "lateral view (frontal chest films only)"
+DICOM_NOT_CHEST = "DICOM body part is not the chest"
+DICOM_UNSUPPORTED_COLOUR = "DICOM image is neither grayscale nor RGB"
+DICOM_UNDECODABLE = "cannot be decoded (DICOM pixel data corrupt or inconsistent with its header)"
 #: The pipeline's own files at a tree's root (ingest's manifest and state): not films, and
 #: not worth a line in any report.
 OWN_FILES = frozenset({config.MANIFEST_NAME, config.STATE_NAME})
@@ -63,9 +77,43 @@ def undecodable(detail: object) -> str:
     return f"cannot be decoded ({detail})"
 
 
+def unsupported_transfer_syntax(name: str) -> str:
+    """``name``: the transfer syntax UID's registered name (a standard's, not patient data)."""
+    return f"unsupported DICOM transfer syntax ({name})"
+
+
+def dicom_reason(err: dicom.DicomError) -> str:
+    """The words for a DICOM file ``pipeline.data.dicom`` could not use."""
+    if err.problem is dicom.Problem.UNSUPPORTED_SYNTAX:
+        return unsupported_transfer_syntax(err.syntax or "unknown")
+    return _DICOM_REASONS[err.problem]
+
+
 def over_pixel_limit(width: int, height: int, limit: int) -> str:
     return (f"{width}x{height} = {width * height:,} pixels exceeds the limit of {limit:,} "
             "(XRAY_MAX_IMAGE_PIXELS)")
+
+
+_DICOM_REASONS = {
+    dicom.Problem.UNREADABLE: DICOM_UNREADABLE,
+    dicom.Problem.TRUNCATED: DICOM_TRUNCATED,
+    dicom.Problem.NOT_AN_IMAGE: DICOM_NOT_AN_IMAGE,
+    dicom.Problem.NO_PIXEL_DATA: DICOM_NO_PIXEL_DATA,
+    dicom.Problem.MULTI_FRAME: DICOM_MULTI_FRAME,
+    dicom.Problem.LATERAL: DICOM_LATERAL,
+    dicom.Problem.NOT_CHEST: DICOM_NOT_CHEST,
+    dicom.Problem.UNSUPPORTED_COLOUR: DICOM_UNSUPPORTED_COLOUR,
+    dicom.Problem.UNDECODABLE: DICOM_UNDECODABLE,
+}
+
+#: A film the storage could not hand over: every replica of a block failed its checksum or
+#: none could be reached (HDFS's ChecksumException, BlockMissingException).
+HDFS_CHECKSUM = "unreadable from HDFS (checksum error or missing block)"
+
+
+def unreadable(detail: object) -> str:
+    """A film whose read failed for another reason (gone since it was listed, permissions)."""
+    return f"cannot be read ({detail})"
 
 
 # --- the types ------------------------------------------------------------------------------
@@ -135,6 +183,9 @@ def open_image(data: bytes, max_pixels: int | None = None,
                draft_size: int | None = None) -> Image.Image:
     """The fully decoded image in ``data``, or ImageError with the reason it is unusable.
 
+    A DICOM file (by its "DICM" magic) comes back rendered as an 8-bit gray image (mode "L",
+    ``pipeline.data.dicom.decode``), so every reader of films reads DICOM unchanged.
+
     The header is read first and the pixel count checked before any decoding, so a
     decompression bomb costs nothing; then the whole image is decoded, because a truncated
     JPEG has a perfectly good header and only fails at the end of the scan. ``draft_size``:
@@ -143,6 +194,12 @@ def open_image(data: bytes, max_pixels: int | None = None,
     """
     if not data:
         raise ImageError(EMPTY)
+    if dicom.is_dicom(data):
+        try:
+            return dicom.decode(data, lambda width, height: check_pixel_limit(width, height,
+                                                                              max_pixels))
+        except dicom.DicomError as err:
+            raise ImageError(dicom_reason(err)) from None
     try:
         img = Image.open(io.BytesIO(data), formats=config.IMAGE_FORMATS)
     except UnidentifiedImageError:

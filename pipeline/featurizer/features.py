@@ -1,7 +1,8 @@
 """The featurization step: the expensive one, run once per image and optionally cached.
 
-Rows whose image cannot be decoded are reported by file name and reason and left out; the
-rest go on. Byte-identical files are found in the same pass and reported as duplicates.
+Rows whose image cannot be decoded, and films the storage cannot read (``dataset.unread``),
+are reported by file name and reason and left out; the rest go on. Byte-identical files are
+found in the same pass and reported as duplicates.
 ``--features-cache`` keeps the vectors in Parquet so a re-fit (other classifier settings,
 another threshold target) skips the CNN entirely. The cache holds the vectors by path only:
 the metadata (labels, the validation side) always comes from the current listing.
@@ -17,7 +18,14 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.data.dataset import HASH_COL, Listing, duplicates, metadata, read_images
+from pipeline.data.dataset import (
+    HASH_COL,
+    Listing,
+    duplicates,
+    metadata,
+    read_images,
+    unread,
+)
 from pipeline.data.rules import Duplicate, Skipped
 from pipeline.featurizer.transformer import DeepImageFeaturizer
 from pipeline.fs.storage import HadoopFS, atomic_output
@@ -27,8 +35,9 @@ log = logging.getLogger(__name__)
 
 ERROR_COL = "featurize_error"
 _CACHE_META = "_featurizer.json"
-#: Version of what a cache holds (3: vectors by path only); older caches are redone.
-_CACHE_FORMAT = 3
+#: Version of what a cache holds (3: vectors by path only; 4: pooled in float32 outside the
+#: network); older caches are redone.
+_CACHE_FORMAT = 4
 
 
 @dataclass
@@ -37,9 +46,9 @@ class Featurized:
 
     #: The decodable rows: the listing's metadata and the features.
     frame: DataFrame
-    #: Each file that could not be decoded, and why.
+    #: Each file that could not be read or decoded, and why.
     skipped: list[Skipped]
-    #: Rows in, decodable or not.
+    #: The listing's films, readable or not.
     total: int
     #: Each byte-identical copy (see dataset.duplicates).
     duplicates: list[Duplicate]
@@ -61,17 +70,20 @@ def featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, listing: Lis
     with step(spark, name, timings):
         out = (featurizer.transform(read_images(spark, listing, reader)).drop("image")
                .persist(StorageLevel.MEMORY_AND_DISK))
-        total = out.count()
+        read = out.count()
+        lost = unread(spark, metadata(spark, listing), out)
         bad = out.filter(F.col(ERROR_COL).isNotNull()).select("path", ERROR_COL).collect()
         copies = duplicates(out)
-    skipped = [Skipped(r["path"], r[ERROR_COL]) for r in bad]
-    for item in skipped:
+    undecodable = [Skipped(r["path"], r[ERROR_COL]) for r in bad]
+    for item in undecodable:
         log.warning("not featurized %s: %s", item.path, item.reason)
     for item in copies:
         log.warning("duplicate %s is byte-identical to %s", item.path, item.duplicate_of)
-    log.info("%s: %d images, %d featurized, %d undecodable, %d duplicates, %.1f images/s", name,
-             total, total - len(skipped), len(skipped), len(copies),
-             total / max(timings[name], 1e-9))
+    skipped = sorted(lost + undecodable, key=lambda s: s.path)
+    total = read + len(lost)
+    log.info("%s: %d images, %d featurized, %d unreadable, %d undecodable, %d duplicates, "
+             "%.1f images/s", name, total, total - len(skipped), len(lost), len(undecodable),
+             len(copies), read / max(timings[name], 1e-9))
     good = out.filter(F.col(ERROR_COL).isNull()).drop(ERROR_COL, HASH_COL)
     return Featurized(good, skipped, total, copies)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from pyspark.ml import PipelineModel
 from pyspark.ml.classification import LogisticRegressionModel
 from pyspark.sql import SparkSession
@@ -15,6 +16,8 @@ from pyspark.sql import SparkSession
 from pipeline.featurizer.summary import TrainingSummary
 from pipeline.featurizer.transformer import DeepImageFeaturizer
 from pipeline.fs.storage import HadoopFS, atomic_output
+from pipeline.report.calibration import Calibrator
+from pipeline.report.document import ScoredPart
 
 SUMMARY_FILE = "training_summary.json"
 
@@ -25,6 +28,31 @@ class SavedModel:
     classifier: LogisticRegressionModel
     #: None for a model saved without one (by hand, with PipelineModel.save).
     summary: TrainingSummary | None
+
+    @property
+    def calibrator(self) -> Calibrator | None:
+        """The Platt scaling fitted on the validation part; None for models trained before
+        calibration was stored."""
+        raw = self.summary.calibration if self.summary else None
+        return Calibrator.from_dict(raw) if raw else None
+
+    @property
+    def validation(self) -> ScoredPart | None:
+        """The validation films' labels and raw scores, as stored at training (None for
+        models trained before they were)."""
+        raw = self.summary.validation_scores if self.summary else None
+        return ScoredPart(np.asarray(raw["label"], dtype=int),
+                          np.asarray(raw["score"], dtype=float)) if raw else None
+
+
+def calibrated_probabilities(model: SavedModel, scores: np.ndarray) -> np.ndarray:
+    """P(PNEUMONIA) for the raw scores (``pneumonia_score``) of ``model``: its stored Platt
+    scaling applied. ValueError for a model trained before calibration was stored."""
+    calibrator = model.calibrator
+    if calibrator is None:
+        raise ValueError("this model was trained without a stored calibration: retrain it "
+                         "(or refit on its feature cache) to get calibrated probabilities")
+    return calibrator.apply(np.asarray(scores, dtype=float))
 
 
 def save_model(spark: SparkSession, uri: str, model: SavedModel) -> None:

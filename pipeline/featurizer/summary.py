@@ -1,7 +1,10 @@
 """What a training run is asked to do (``TrainConfig``) and what it did (``TrainingSummary``).
 
 The summary is saved beside the model as ``training_summary.json`` (``model_store``) and read
-back by evaluation: the validation split it held out, its threshold, its timings.
+back by evaluation: the validation split it held out, its threshold, its timings, its
+calibration and the validation scores (labels and scores only, no paths) from which
+evaluate re-derives a threshold for another sensitivity target. Summaries written before
+those fields existed still load (they read None).
 """
 from __future__ import annotations
 
@@ -33,6 +36,10 @@ class TrainConfig:
     #: before this setting computed in float32).
     precision: str = config.PRECISION
     draft_decode: bool = config.DRAFT_DECODE
+    #: Patient-grouped cross-validation folds run before the final fit (0: none).
+    cv_folds: int = 0
+    #: A fine-tuned ``.keras`` model as the backbone (``DeepImageFeaturizer.modelFile``).
+    model_file: str | None = None
 
 
 @dataclass
@@ -55,6 +62,12 @@ class TrainingSummary:
     timings_s: dict[str, float]
     featurize_images_per_s: float
     spark: dict[str, str]
+    #: ``Calibrator.to_dict()`` fitted on the validation scores.
+    calibration: dict | None = None
+    #: ``{"label": [...], "score": [...]}`` of the validation films, in no particular order.
+    validation_scores: dict[str, list] | None = None
+    #: ``pipeline.report.crossval.summarise_folds`` of a ``--cv`` run.
+    cross_validation: dict | None = None
 
     #: The stored layout groups the image counts (as models saved before this type did).
     _IMAGES = ("listed", "featurized", "skipped", "duplicates")
@@ -81,4 +94,5 @@ class TrainingSummary:
         """What an evaluation's metrics document records about the training."""
         return {"split": self.split, "validation_metrics": self.validation_metrics,
                 "timings_s": self.timings_s,
-                "featurize_images_per_s": self.featurize_images_per_s}
+                "featurize_images_per_s": self.featurize_images_per_s,
+                **({"cross_validation": self.cross_validation} if self.cross_validation else {})}

@@ -1,8 +1,15 @@
 """Training: featurize the train split, fit the classifier, pick the threshold, save the model.
 
 The validation part is carved from train by patient (pipeline.data.split); the classifier
-never sees it, and the threshold is chosen on it alone. The saved PipelineModel
-(DeepImageFeaturizer + LogisticRegressionModel with that threshold) scores raw images.
+never sees it, and the threshold and the Platt calibration are chosen on it alone. Its labels
+and scores (no paths) are stored in the summary, so evaluate can re-derive a threshold for
+another sensitivity target without retraining. The saved PipelineModel (DeepImageFeaturizer +
+LogisticRegressionModel with that threshold) scores raw images.
+
+With ``cv_folds`` K, the same recipe (fit on part, threshold and calibration on a
+patient-grouped inner validation part, grade on films never seen) first runs on each of K
+patient-grouped, stratified folds of the whole train split, on the features already computed:
+K cheap logistic-regression fits. The final model is then fitted exactly as without it.
 """
 from __future__ import annotations
 
@@ -10,31 +17,92 @@ import dataclasses
 import logging
 import time
 
-from pyspark.sql import SparkSession
+import numpy as np
+import pandas as pd
+from pyspark.ml.classification import LogisticRegressionModel
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.data.dataset import scan_tree
-from pipeline.data.split import split_counts
+from pipeline.data.dataset import Listing, scan_tree
+from pipeline.data.split import patient_folds, split_counts, validation_mask
 from pipeline.featurizer.classifier import make_classifier, pneumonia_score, with_class_weights
 from pipeline.featurizer.features import cached_featurize
 from pipeline.featurizer.model_store import SavedModel, save_model
 from pipeline.featurizer.summary import TrainConfig, TrainingSummary
 from pipeline.featurizer.transformer import DeepImageFeaturizer
 from pipeline.fs.storage import prepare_output
-from pipeline.report.document import spark_run
+from pipeline.report.calibration import fit_platt
+from pipeline.report.crossval import grade_fold, mean_sd, summarise_folds
+from pipeline.report.document import ScoredPart, spark_run
 from pipeline.report.metrics import binary_metrics, headline, threshold_for_sensitivity
 from pipeline.runtime.session import step
 
 log = logging.getLogger(__name__)
 
 
+def _fit(cfg: TrainConfig, frame: DataFrame) -> tuple[LogisticRegressionModel, dict[int, float]]:
+    """The class-weighted logistic regression on ``frame``'s features."""
+    weighted, class_weights = with_class_weights(frame)
+    return make_classifier(cfg.max_iter, cfg.reg_param, cfg.elastic_net).fit(weighted), class_weights
+
+
+def _scores(model: LogisticRegressionModel, frame: DataFrame) -> pd.DataFrame:
+    """path, label and P(PNEUMONIA) of every film of ``frame``, by path."""
+    return (model.transform(frame).select("path", "label", pneumonia_score().alias("score"))
+            .orderBy("path").toPandas())
+
+
+def _part(scored: pd.DataFrame) -> ScoredPart:
+    return ScoredPart(scored["label"].to_numpy(dtype=int), scored["score"].to_numpy(dtype=float))
+
+
+def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
+                   listing: Listing) -> dict:
+    """``cfg.cv_folds`` folds of the featurized train films: per fold, the final recipe on
+    the other folds, graded on it (``pipeline.report.crossval``)."""
+    images = listing.images
+    folds = patient_folds(images, cfg.cv_folds, cfg.seed)
+    roles = pd.DataFrame({"path": images["path"]})
+    for k in range(cfg.cv_folds):
+        rest = images[folds != k]
+        inner = validation_mask(rest, cfg.val_fraction, cfg.seed)
+        roles[f"role{k}"] = np.where(folds == k, "held_out", "fit")
+        roles.loc[rest.index[inner.to_numpy()], f"role{k}"] = "validation"
+    data = frame.join(spark.createDataFrame(roles), on="path").cache()
+    per_fold, labels, calibrated = [], [], []
+    for k in range(cfg.cv_folds):
+        role = F.col(f"role{k}")
+        model, _ = _fit(cfg, data.filter(role == "fit"))
+        val, held = (_scores(model, data.filter(role == name)) for name in ("validation", "held_out"))
+        figures, probs = grade_fold(_part(val), _part(held), held["path"].tolist(),
+                                    cfg.target_sensitivity)
+        per_fold.append({"fold": k, **figures})
+        labels.append(held["label"].to_numpy(dtype=int))
+        calibrated.append(probs)
+        log.info("fold %d/%d: %d held-out films, %s", k + 1, cfg.cv_folds, len(held),
+                 headline(figures))
+    data.unpersist()
+    how = (f"{cfg.cv_folds} patient-grouped folds of train stratified by class; per fold the "
+           f"classifier is fitted on the other folds less a patient-grouped validation part "
+           f"({cfg.val_fraction:.0%}), which sets the threshold (sensitivity "
+           f"{cfg.target_sensitivity}) and the calibration")
+    result = summarise_folds(per_fold, np.concatenate(labels), np.concatenate(calibrated), how)
+    log.info("cross-validation: roc_auc %s, sensitivity %s, specificity %s, pooled roc_auc %.3f",
+             mean_sd(result, "roc_auc"), mean_sd(result, "sensitivity"),
+             mean_sd(result, "specificity"), result["pooled"]["roc_auc"])
+    return result
+
+
 def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
     """Run the whole training; returns the model and summary it also saved."""
+    if cfg.cv_folds < 0 or cfg.cv_folds == 1:
+        raise ValueError(f"--cv needs at least 2 folds (0: none), got {cfg.cv_folds}")
     started = time.monotonic()
     timings: dict[str, float] = {}
     featurizer = DeepImageFeaturizer(modelName=cfg.model_name, weights=cfg.weights,
                                      pooling=cfg.pooling, batchSize=cfg.batch_size, seed=cfg.seed,
-                                     precision=cfg.precision, draftDecode=cfg.draft_decode)
+                                     precision=cfg.precision, draftDecode=cfg.draft_decode,
+                                     modelFile=cfg.model_file or "")
     cfg = dataclasses.replace(cfg, precision=featurizer.getPrecision())  # what auto chose
     for out in filter(None, (cfg.model_out, cfg.features_cache)):
         prepare_output(spark, out)
@@ -44,18 +112,25 @@ def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
         listing.log_summary()
     done = cached_featurize(spark, featurizer, listing, cfg.reader, cfg.features_cache,
                             "featurize train", timings)
+    cross_validation = None
+    if cfg.cv_folds:
+        with step(spark, f"cross-validate ({cfg.cv_folds} folds)", timings):
+            featurized = set(done.frame.select("path").toPandas()["path"])
+            usable = listing.images[listing.images["path"].isin(featurized)].reset_index(drop=True)
+            cross_validation = cross_validate(spark, cfg, done.frame,
+                                              dataclasses.replace(listing, images=usable))
 
     with step(spark, "fit classifier", timings):
-        fit_part, class_weights = with_class_weights(done.frame.filter(~F.col("is_val")))
-        lr_model = make_classifier(cfg.max_iter, cfg.reg_param, cfg.elastic_net).fit(fit_part)
+        lr_model, class_weights = _fit(cfg, done.frame.filter(~F.col("is_val")))
     with step(spark, "choose threshold", timings):
-        val = (lr_model.transform(done.frame.filter(F.col("is_val")))
-               .select("label", pneumonia_score().alias("score")).toPandas())
+        val = _scores(lr_model, done.frame.filter(F.col("is_val")))
         threshold = threshold_for_sensitivity(val["label"], val["score"], cfg.target_sensitivity)
         lr_model.setThreshold(threshold)
         val_metrics = binary_metrics(val["label"], val["score"], threshold)
-    log.info("threshold %.4f on %d validation films: %s", threshold, len(val),
-             headline(val_metrics, ("sensitivity", "specificity")))
+        calibrator = fit_platt(val["label"], val["score"])
+    log.info("threshold %.4f on %d validation films: %s; calibration slope %.3f intercept %.3f",
+             threshold, len(val), headline(val_metrics, ("sensitivity", "specificity")),
+             calibrator.slope, calibrator.intercept)
 
     timings["total"] = round(time.monotonic() - started, 3)  # saving the model excluded
     summary = TrainingSummary(
@@ -67,7 +142,10 @@ def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
                           f"the patient-grouped validation split ({len(val)} films)"),
         validation_metrics=val_metrics, timings_s=dict(timings),
         featurize_images_per_s=round(done.total / max(timings["featurize train"], 1e-9), 2),
-        spark=spark_run(spark))
+        spark=spark_run(spark), calibration=calibrator.to_dict(),
+        validation_scores={"label": val["label"].astype(int).tolist(),
+                           "score": val["score"].astype(float).tolist()},
+        cross_validation=cross_validation)
     model = SavedModel(featurizer, lr_model, summary)
     with step(spark, "save model"):
         save_model(spark, cfg.model_out, model)

@@ -174,13 +174,19 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
             HadoopFS(spark, cfg.weights).copy_to_local(cfg.weights, path)
             build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, str(path))
 
-    def _transform(self, dataset: DataFrame) -> DataFrame:
+    def shipped_worker_config(self, spark: SparkSession) -> "WorkerConfig":
+        """``worker_config`` with its files shipped to the executors (``addFile``): what a
+        task needs to build this featurizer's network, here or in another job's UDF."""
         cfg = self.worker_config()
         get_model(cfg.model_name)
         if cfg.weights not in (IMAGENET, NO_WEIGHTS):
-            dataset.sparkSession.sparkContext.addFile(cfg.weights)
+            spark.sparkContext.addFile(cfg.weights)
         if cfg.model_file:
-            cfg = replace(cfg, model_file=_stage_model_file(dataset.sparkSession, cfg.model_file))
+            cfg = replace(cfg, model_file=stage_model_file(spark, cfg.model_file))
+        return cfg
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        cfg = self.shipped_worker_config(dataset.sparkSession)
         in_type = dataset.schema[self.getInputCol()].dataType
         if isinstance(in_type, BinaryType):
             udf = _bytes_udf(cfg)
@@ -227,19 +233,27 @@ class _Runner:
         local = None if cfg.weights in (IMAGENET, NO_WEIGHTS) else _local(cfg.weights)
         self.size = spec.input_size
         self.preprocess = spec.preprocess()
-        self.model = build_backbone(cfg.model_name, cfg.weights, cfg.pooling, cfg.seed, local,
+        # The backbone ends at its last convolutional maps and pooling happens below, in
+        # float32 whatever the compute precision: a bfloat16 network's pooled features then
+        # carry no bfloat16 rounding, and predict's class activation maps come from the very
+        # maps the features are the mean of (one model per worker serves both).
+        self.model = build_backbone(cfg.model_name, cfg.weights, "none", cfg.seed, local,
                                     precision=cfg.precision)
         log.info("built %s (weights=%s, %s) in %.1fs", cfg.model_name, cfg.weights,
                  cfg.precision, time.monotonic() - started)
 
-    def features(self, images: list[np.ndarray]) -> np.ndarray:
-        """Batched forward pass; spatial outputs are pooled or flattened per ``pooling``."""
+    def outputs(self, images: list[np.ndarray]) -> np.ndarray:
+        """The network's float32 outputs for RGB films, in batches of ``batch_size``."""
         outs = []
         for start in range(0, len(images), self.cfg.batch_size):
             x = np.stack(images[start:start + self.cfg.batch_size]).astype(np.float32)
             # bfloat16 outputs become float32 before any pooling here: classifiers take float32
             outs.append(np.asarray(self.model.predict_on_batch(self.preprocess(x))).astype(np.float32))
-        out = np.concatenate(outs)
+        return np.concatenate(outs)
+
+    def features(self, images: list[np.ndarray]) -> np.ndarray:
+        """Batched forward pass; spatial outputs are pooled or flattened per ``pooling``."""
+        out = self.outputs(images)
         if out.ndim == 4:
             out = {"avg": lambda a: a.mean(axis=(1, 2)), "max": lambda a: a.max(axis=(1, 2)),
                    "none": lambda a: a.reshape(len(a), -1)}[self.cfg.pooling](out)
@@ -271,7 +285,7 @@ def _local(uri: str) -> str:
 _STAGED: dict[tuple[str, str], str] = {}
 
 
-def _stage_model_file(spark: SparkSession, uri: str) -> str:
+def stage_model_file(spark: SparkSession, uri: str) -> str:
     """A uniquely named local copy of ``uri``, added with ``addFile`` once per application.
     SparkFiles keys files by name alone, and every fine-tuned model is called model.keras."""
     key = (spark.sparkContext.applicationId, uri)
@@ -295,15 +309,20 @@ def runner_for(cfg: WorkerConfig) -> _Runner:
     worker whose two threads fight over small convolutions."""
     with _RUNNERS_LOCK:
         if cfg not in _RUNNERS:
-            ctx = TaskContext.get()
-            if ctx is not None:
-                threads = str(max(int(ctx.cpus()), 1))
-                for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-                    os.environ.setdefault(var, threads)
-                os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            task_threads()
             _RUNNERS[cfg] = _Runner(cfg)
         return _RUNNERS[cfg]
+
+
+def task_threads() -> None:
+    """In a Spark task, before TensorFlow starts: as many threads as the task has CPUs."""
+    ctx = TaskContext.get()
+    if ctx is not None:
+        threads = str(max(int(ctx.cpus()), 1))
+        for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+            os.environ.setdefault(var, threads)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _bytes_udf(cfg: WorkerConfig):

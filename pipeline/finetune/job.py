@@ -42,7 +42,7 @@ from pipeline.finetune.task import training_task
 from pipeline.fs.storage import HadoopFS, atomic_output
 from pipeline.fs.task_files import task_target
 from pipeline.report.curves import plot_history
-from pipeline.report.document import MetricsDocument
+from pipeline.report.document import MetricsDocument, ScoredPart
 from pipeline.report.metrics import binary_metrics, headline, threshold_for_sensitivity
 from pipeline.report.page import write_metrics_report
 from pipeline.runtime.precision import CHOICES as PRECISIONS
@@ -230,8 +230,11 @@ def _document(spark: SparkSession, cfg: FinetuneConfig, listing: Listing, counts
     history = result["history"]
     per_epoch = [e["images_per_s"] for e in history]
     same = " (the reported metrics are on that same split, so they flatter the threshold)"
+    val = _scores(result, "validation")
     return MetricsDocument.build(
         spark, labels=scored["label"], scores=scored["score"], threshold=threshold,
+        paths=scored["path"].tolist(),
+        validation=ScoredPart(val["label"].to_numpy(dtype=int), val["score"].to_numpy(dtype=float)),
         method=f"finetune-{cfg.arch}", model_name=MODEL_NAMES[cfg.arch], weights=cfg.model_weights,
         data=listing.root, model=f"{cfg.out.rstrip('/')}/{MODEL_FILE}", split=cfg.split,
         threshold_source=(f"highest threshold reaching sensitivity {cfg.target_sensitivity} on the "

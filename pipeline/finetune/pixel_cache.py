@@ -4,7 +4,8 @@ Spark reads the tree's files, decodes and resizes them in parallel (``decode_byt
 featurizer decodes them) and writes Parquet to a Hadoop URI: per film the listing's
 metadata (path, split, label, patient, ``is_val``: the patient-grouped validation part of
 train), the sha256 of its bytes (duplicates), ``pixels`` (``size*size*3`` uint8 RGB bytes)
-and ``error`` (why a file has no pixels). Rows are dealt
+and ``error`` (why a file has no pixels). A film the storage cannot read has no row; it is
+named among the skipped files (``dataset.unread``). Rows are dealt
 round-robin across files and shuffled within each, so any run of rows mixes both classes.
 ``training_rows`` hands the good films to the training task in one partition.
 """
@@ -22,7 +23,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
 from pipeline import config
-from pipeline.data.dataset import HASH_COL, META_SCHEMA, Listing, duplicates, read_images
+from pipeline.data.dataset import (
+    HASH_COL,
+    META_SCHEMA,
+    Listing,
+    duplicates,
+    metadata,
+    read_images,
+    unread,
+)
 from pipeline.data.images import decode_bytes
 from pipeline.data.rules import Duplicate, ImageError, Skipped
 
@@ -93,16 +102,19 @@ def write_pixel_cache(spark: SparkSession, listing: Listing, image_size: int, ur
     counts: dict[str, dict[str, int]] = {name: {cls: 0 for cls in config.CLASSES} for name in SUBSETS}
     for row in meta.filter(F.col("error").isNull()).groupBy("split", "is_val", "label").count().collect():
         counts[subset_name(row["split"], row["is_val"])][config.CLASS_NAMES[int(row["label"])]] = row["count"]
-    skipped = [Skipped(r["path"], r["error"])
-               for r in meta.filter(F.col("error").isNotNull()).orderBy("path").collect()]
-    for item in skipped:
+    undecodable = [Skipped(r["path"], r["error"])
+                   for r in meta.filter(F.col("error").isNotNull()).orderBy("path").collect()]
+    for item in undecodable:
         log.warning("not decodable, left out: %s: %s", item.path, item.reason)
+    skipped = sorted(unread(spark, metadata(spark, listing), meta) + undecodable,
+                     key=lambda s: s.path)
     copies = duplicates(meta)
     meta.unpersist()
     for item in copies:
         log.warning("duplicate %s is byte-identical to %s", item.path, item.duplicate_of)
-    log.info("pixel cache %s: %d files of %dx%d films %s, %d undecodable, %d duplicates", uri,
-             parts, image_size, image_size, counts, len(skipped), len(copies))
+    log.info("pixel cache %s: %d files of %dx%d films %s, %d unreadable or undecodable, "
+             "%d duplicates", uri, parts, image_size, image_size, counts, len(skipped),
+             len(copies))
     return PixelCache(uri, image_size, counts, skipped, copies)
 
 

@@ -54,9 +54,11 @@ def upload(target: FileTarget, local_path: str, name: str) -> str:
     dest = f"{target.uri.rstrip('/')}/{name}"
     if target.hdfs is None:
         path = urlparse(dest).path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
         shutil.copyfile(local_path, path)
+        os.chmod(path, int(config.HDFS_FILE_PERMISSION, 8))
     else:
-        connect(target.hdfs, target.user).upload(target.hdfs.child(name), local_path, overwrite=True)
+        connect(target.hdfs, target.user).upload(target.hdfs.child(name), local_path, overwrite=True,
+                                                 permission=config.HDFS_FILE_PERMISSION)
     log.info("wrote %s (%.1f MB)", dest, os.path.getsize(local_path) / 1e6)
     return dest

@@ -1,15 +1,22 @@
 """Talking to HDFS over WebHDFS (HdfsCLI): destination URIs, a client that fails fast, and the
 few operations HdfsCLI does not offer the way ingest needs them.
+
+A Kerberized NameNode answers an unauthenticated request with 401 and ``WWW-Authenticate:
+Negotiate``; ``connect`` notices and authenticates with SPNEGO (HdfsCLI's KerberosClient, on
+requests-kerberos: the ``kerberos`` extra) using the caller's ticket (``kinit``, KRB5CCNAME).
+The HDFS user is then the ticket's principal, not ``user``. No ticket, or an expired one, is a
+one-line HdfsRefused that says to kinit.
 """
 from __future__ import annotations
 
+import logging
 import posixpath
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
-from hdfs import HdfsError, InsecureClient
+from hdfs import Client, HdfsError, InsecureClient
 from requests.adapters import HTTPAdapter
 
 from pipeline.config import (
@@ -33,6 +40,16 @@ class DestinationError(ValueError):
 
 class HdfsUnreachable(RuntimeError):
     """No WebHDFS answer at the URL; the message names it, for the one-line error."""
+
+
+class HdfsRefused(RuntimeError):
+    """WebHDFS answered but will not let this caller in (Kerberos: no valid ticket)."""
+
+
+#: What to do about a missing ticket, for the one-line error.
+_KINIT_HINT = ("run `kinit <principal>` (or `kinit -kt <keytab> <principal>`); for the "
+               "project's own secure cluster `eval \"$(python -m pipeline.cluster env)\"` "
+               "points KRB5CCNAME at its ticket")
 
 
 @dataclass(frozen=True)
@@ -85,12 +102,53 @@ def parse_destination(uri: str, webhdfs_url: str = WEBHDFS_URL) -> Destination:
     return Destination(uri, url, path, (parts.hostname, port) if port else None)
 
 
-def connect(dest: Destination, user: str = HDFS_USER, threads: int = 1) -> InsecureClient:
+def asks_for_kerberos(session: requests.Session, webhdfs_url: str, timeout: tuple) -> bool:
+    """The NameNode at webhdfs_url refuses anonymous requests with a SPNEGO challenge."""
+    answer = session.get(f"{webhdfs_url}/webhdfs/v1/?op=GETFILESTATUS", timeout=timeout,
+                         allow_redirects=False)
+    challenge = answer.headers.get("WWW-Authenticate", "")
+    return answer.status_code == 401 and challenge.lower().startswith("negotiate")
+
+
+def make_client(webhdfs_url: str, user: str = HDFS_USER, kerberos: bool = False,
+           session: requests.Session | None = None, timeout: tuple | None = None) -> Client:
+    """HdfsCLI's client for the NameNode: SPNEGO with the caller's ticket when ``kerberos``
+    (the HDFS user is the ticket's principal), else the ``user`` name as given."""
+    if not kerberos:  # InsecureClient takes session=None as a session: pass only what is set
+        options = {k: v for k, v in (("session", session), ("timeout", timeout)) if v is not None}
+        return InsecureClient(webhdfs_url, user=user, **options)
+    try:
+        from hdfs.ext.kerberos import KerberosClient
+    except ImportError as err:
+        raise HdfsRefused(f"WebHDFS at {webhdfs_url} asks for Kerberos (SPNEGO), and this "
+                          f"Python lacks requests-kerberos ({err}): pip install -e "
+                          "'.[kerberos]' (it builds against MIT Kerberos: apt-get install "
+                          "libkrb5-dev)") from err
+    # requests-kerberos logs an ERROR for every 404 (a status probe) that carries no mutual
+    # authentication token, and a trace when it has no ticket: the latter is our HdfsRefused.
+    logging.getLogger("requests_kerberos").setLevel(logging.CRITICAL)
+    return KerberosClient(webhdfs_url, session=session, timeout=timeout)
+
+
+def ticket_problem() -> str:
+    """Why this process has no usable Kerberos ticket, in MIT's words ("" if it has one)."""
+    try:
+        import gssapi  # requests-kerberos' own dependency (through pyspnego) on Linux
+        gssapi.Credentials(usage="initiate")
+    except ImportError:
+        return ""
+    except gssapi.exceptions.GSSError as err:
+        return str(err).rsplit("): ", 1)[-1]
+    return ""
+
+
+def connect(dest: Destination, user: str = HDFS_USER, threads: int = 1) -> Client:
     """A client for ``dest`` usable from ``threads`` threads, checked to answer.
 
     Raises HdfsUnreachable within about HDFS_CONNECT_TIMEOUT_S + 15 s when nothing answers,
     or when nothing listens at the RPC address the URI names: ``hdfs://host:port/`` that is
-    not a NameNode must not quietly write to the cluster at ``host``'s WebHDFS port.
+    not a NameNode must not quietly write to the cluster at ``host``'s WebHDFS port. A
+    Kerberized NameNode is spoken to with SPNEGO; without a valid ticket, HdfsRefused.
     """
     if dest.rpc_address:
         try:
@@ -103,25 +161,33 @@ def connect(dest: Destination, user: str = HDFS_USER, threads: int = 1) -> Insec
     # One pooled connection per thread and per server (NameNode and DataNode), so keep-alive
     # connections are reused rather than discarded ("connection pool is full").
     session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=threads + 2))
-    probe = InsecureClient(dest.webhdfs_url, user=user, session=session,
-                           timeout=(HDFS_CONNECT_TIMEOUT_S, _PROBE_READ_TIMEOUT_S))
+    probe_timeout = (HDFS_CONNECT_TIMEOUT_S, _PROBE_READ_TIMEOUT_S)
+    kerberos = False
     try:
+        kerberos = asks_for_kerberos(session, dest.webhdfs_url, probe_timeout)
+        probe = make_client(dest.webhdfs_url, user, kerberos, session, probe_timeout)
         probe.status("/")
     except CONNECTION_ERRORS as err:
         raise HdfsUnreachable(
             f"HDFS unreachable: no WebHDFS answer at {dest.webhdfs_url} for {dest.uri} "
             f"({type(err).__name__})"
         ) from err
-    except (HdfsError, ValueError) as err:
+    except (HdfsError, ValueError, requests.RequestException) as err:
+        if kerberos:  # requests-kerberos made no token (no ticket, expired), or it was refused
+            why = ticket_problem() or str(err)[:160]
+            raise HdfsRefused(
+                f"HDFS refused: WebHDFS at {dest.webhdfs_url} (for {dest.uri}) needs Kerberos "
+                f"and this process has no valid ticket ({why}); {_KINIT_HINT}"
+            ) from err
         raise HdfsUnreachable(
             f"HDFS unreachable: {dest.webhdfs_url} (for {dest.uri}) does not answer as a "
             f"WebHDFS NameNode ({str(err)[:120]})"
         ) from err
-    return InsecureClient(dest.webhdfs_url, user=user, session=session,
-                          timeout=(HDFS_CONNECT_TIMEOUT_S, HDFS_READ_TIMEOUT_S))
+    return make_client(dest.webhdfs_url, user, kerberos, session,
+                  (HDFS_CONNECT_TIMEOUT_S, HDFS_READ_TIMEOUT_S))
 
 
-def list_dir(client: InsecureClient, path: str) -> dict[str, dict] | None:
+def list_dir(client: Client, path: str) -> dict[str, dict] | None:
     """``name -> FileStatus`` of a directory in one request; None if it does not exist."""
     try:
         return dict(client.list(path, status=True))
@@ -131,7 +197,7 @@ def list_dir(client: InsecureClient, path: str) -> dict[str, dict] | None:
         raise
 
 
-def rename_replacing(client: InsecureClient, src: str, dst: str) -> None:
+def rename_replacing(client: Client, src: str, dst: str) -> None:
     """Move ``src`` onto ``dst`` in one atomic step, replacing an existing ``dst`` file.
 
     HdfsCLI's ``rename`` refuses an existing destination, which would force a delete first and

@@ -24,6 +24,9 @@ METRIC_COLUMNS = (("accuracy", "accuracy"), ("precision", "precision"), ("recall
                   ("specificity", "specificity"), ("F1", "f1"), ("ROC AUC", "roc_auc"),
                   ("threshold", "threshold"))
 NOTES = ("Metrics at each run's own threshold, chosen on its patient-grouped validation split. "
+         "AUC 95% CI: resampling patients, not films; patient ROC AUC: a patient is positive "
+         "if any film is, scored by their highest film; Brier: of the calibrated probabilities "
+         "(n/a for runs written without validation scores). "
          "Training s: wall time of the job that produced the model (featurizer+lr: its train "
          "job; finetune: the whole job). images/s as each run reports it: fine-tuning runs give "
          "training images per second, featurizer+lr runs the films scored per second end to end.")
@@ -41,8 +44,12 @@ def load_run(spark: SparkSession, uri: str) -> MetricsDocument:
 def row(name: str, doc: MetricsDocument) -> dict:
     """One table row: the run's name, method and the figures a reader compares."""
     m = doc.metrics
+    ci = (doc.bootstrap or {}).get("film", {}).get("roc_auc")
     return {"run": name, "method": doc.method, "split": f"{doc.split} ({m['counts']['total']})",
             **{head: m[key] for head, key in METRIC_COLUMNS},
+            "AUC 95% CI": None if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}",
+            "patient ROC AUC": doc.patients["metrics"]["roc_auc"] if doc.patients else None,
+            "Brier": doc.calibration["brier"]["calibrated"] if doc.calibration else None,
             "training s": doc.training.get("timings_s", {}).get("total"),
             "images/s": doc.images_per_s, "data": doc.data, "weights": doc.weights}
 
@@ -76,7 +83,7 @@ table{{border-collapse:collapse;font-size:.9rem}}td,th{{border:1px solid #ccc;pa
 <p><small>A screening aid for research use, not a medical device.</small></p></body></html>"""
 
 
-def _run_name(uri: str) -> str:
+def run_name(uri: str) -> str:
     """The run folder's name (also when the URI names its metrics.json)."""
     parts = uri.rstrip("/").split("/")
     return parts[-2] if parts[-1].endswith(".json") and len(parts) > 1 else parts[-1]
@@ -86,7 +93,7 @@ def compare(spark: SparkSession, runs: list[str], out: str) -> list[dict]:
     """Write the comparison of ``runs`` to ``out`` (atomically); returns the table rows."""
     if not runs:
         raise ValueError("name at least one run to compare")
-    named = [(_run_name(uri), load_run(spark, uri)) for uri in runs]
+    named = [(run_name(uri), load_run(spark, uri)) for uri in runs]
     rows = [row(name, doc) for name, doc in named]
     with tempfile.TemporaryDirectory() as local:
         folder = Path(local)

@@ -12,14 +12,57 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Sequence
 
 import numpy as np
 from pyspark.sql import SparkSession
 
+from pipeline import config
+from pipeline.data.patients import patient_id
 from pipeline.data.rules import Duplicate, Skipped
-from pipeline.report.metrics import binary_metrics, roc_curve
+from pipeline.report.calibration import Calibrator, calibration_section, fit_platt
+from pipeline.report.metrics import (binary_metrics, clustered_bootstrap, operating_points,
+                                     patient_level, roc_curve)
 
+#: Documents written before patients, calibration and operating points were added are still
+#: ``xray-metrics/1``: those fields are optional and absent there.
 SCHEMA = "xray-metrics/1"
+#: The document's name in every run folder.
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class ScoredPart:
+    """Labels and raw scores of a set of films (the validation part, in a document)."""
+
+    labels: np.ndarray
+    scores: np.ndarray
+
+
+def rounded_roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return {"fpr": [round(float(x), 6) for x in fpr], "tpr": [round(float(x), 6) for x in tpr]}
+
+
+def patient_section(labels: np.ndarray, scores: np.ndarray, threshold: float,
+                    paths: Sequence[str]) -> tuple[dict, dict]:
+    """(patients, bootstrap) of a document: patient-level metrics (a patient is positive if
+    any film is; their score is the highest of their films) and patient-clustered bootstrap
+    intervals at film and at patient level."""
+    patients = np.array([patient_id(p) for p in paths])
+    p_labels, p_scores = patient_level(labels, scores, patients)
+    resamples, seed, level = config.BOOTSTRAP_RESAMPLES, config.SEED, 0.95
+    bootstrap = {
+        "method": "percentile intervals from resampling patients with replacement",
+        "resamples": resamples, "seed": seed, "level": level,
+        "film": clustered_bootstrap(labels, scores, threshold, patients, resamples, seed, level),
+        "patient": clustered_bootstrap(p_labels, p_scores, threshold, np.arange(len(p_labels)),
+                                       resamples, seed, level)}
+    section = {"rule": "a patient is positive if any of their films is (score: the highest "
+                       "of their films)",
+               "films_per_patient": round(len(labels) / max(len(p_labels), 1), 3),
+               "metrics": binary_metrics(p_labels, p_scores, threshold)}
+    return section, bootstrap
 
 
 def spark_run(spark: SparkSession) -> dict[str, str]:
@@ -53,19 +96,45 @@ class MetricsDocument:
     skipped: list[Skipped] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: ``patient_section``: per-patient metrics (None: film paths unknown).
+    patients: dict | None = None
+    #: ``patient_section``: patient-clustered bootstrap intervals.
+    bootstrap: dict | None = None
+    #: ``calibration.calibration_section`` on the scored split (None: no validation scores).
+    calibration: dict | None = None
+    #: ``metrics.operating_points`` at ``config.OPERATING_TARGETS``, thresholds chosen on
+    #: the validation scores.
+    operating_points: list[dict] = field(default_factory=list)
     schema: str = SCHEMA
 
     @classmethod
     def build(cls, spark: SparkSession, *, labels: np.ndarray, scores: np.ndarray,
-              threshold: float, **fields) -> MetricsDocument:
+              threshold: float, paths: Sequence[str] | None = None,
+              validation: ScoredPart | None = None, calibrator: Calibrator | None = None,
+              **fields) -> MetricsDocument:
         """The document of ``scores`` against ``labels`` at ``threshold``; ``fields`` are the
-        remaining attributes (method, model_name, ... warnings)."""
-        fpr, tpr, _ = roc_curve(labels, scores)
+        remaining attributes (method, model_name, ... warnings).
+
+        ``paths`` (one per film) add the per-patient figures and bootstrap intervals;
+        ``validation`` (the part the threshold was chosen on) adds the operating points and
+        the calibration, with ``calibrator`` or else one fitted on it.
+        """
+        labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+        threshold = float(threshold)
+        extra: dict = {}
+        if paths is not None:
+            extra["patients"], extra["bootstrap"] = patient_section(labels, scores, threshold,
+                                                                    list(paths))
+        if validation is not None:
+            extra["operating_points"] = operating_points(
+                validation.labels, validation.scores, labels, scores, config.OPERATING_TARGETS)
+            calibrator = calibrator or fit_platt(validation.labels, validation.scores)
+        if calibrator is not None:
+            extra["calibration"] = calibration_section(calibrator, labels, scores)
         return cls(metrics=binary_metrics(labels, scores, threshold),
-                   roc={"fpr": [round(float(x), 6) for x in fpr],
-                        "tpr": [round(float(x), 6) for x in tpr]},
+                   roc=rounded_roc(labels, scores),
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   spark=spark_run(spark), **fields)
+                   spark=spark_run(spark), **extra, **fields)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -6,18 +6,21 @@ handler instead would interrupt a Py4J call half-way through its reply and garbl
 after it (the cleanup's included). So the handler only records the request and cancels the
 running Spark jobs, as pyspark's own Ctrl-C handler does: the blocked call then fails in the
 normal way, and ``check`` raises at the next step boundary for steps that run no Spark job.
-A process with no Spark session (ingest) stops at once.
+A process with no Spark session (ingest) stops at once. What a job holds for its whole run
+(an output's lease) is let go by ``at_end`` however the job ends.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
 _requested: list[str] = []
+_at_end: list[Callable[[], None]] = []
 
 
 class Stopped(BaseException):
@@ -46,6 +49,25 @@ def handling_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _run_at_end()
+
+
+def at_end(callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the job ends, done, failed or stopped (as ``handling_sigterm``
+    exits); outside a job (a notebook, a test calling the library), at interpreter exit,
+    before whatever was registered earlier (pyspark's end of the JVM it started)."""
+    _at_end.append(callback)
+    atexit.unregister(_run_at_end)
+    atexit.register(_run_at_end)
+
+
+def _run_at_end() -> None:
+    while _at_end:
+        callback = _at_end.pop()
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - one failed clean-up must not skip the others
+            log.warning("clean-up %r failed at the end of the job", callback, exc_info=True)
 
 
 def requested() -> str | None:

@@ -205,6 +205,6 @@ def test_an_interrupted_rename_is_undone_by_the_next_run(spark, tmp_path):
     (tmp_path / ".report.old-1a2b3c4d/metrics.json").write_text("previous")
     (tmp_path / ".report.tmp-5e6f7a8b").mkdir()
     (tmp_path / ".report.tmp-5e6f7a8b/metrics.json").write_text("new, never confirmed")
-    prepare_output(spark, str(final))
-    assert (final / "metrics.json").read_text() == "previous"
+    with prepare_output(spark, str(final)):  # holds the output's lease until the block ends
+        assert (final / "metrics.json").read_text() == "previous"
     assert leftovers(final) == []

@@ -4,8 +4,12 @@ container logs) carries file names and counts, never pixels or image metadata.
 
 One tree whose films carry a patient's name and record number in their EXIF (and PNG text)
 metadata, and random pixels that no plot or header could contain by chance, goes through
-ingest, then train and evaluate on YARN. Every byte they leave is searched for those strings
-and for every 64-byte run of the films' file bytes, decoded pixels, and their base64 forms.
+ingest, then train and evaluate on YARN; then DICOM films whose headers hold a patient's
+identifiers, names and dates are screened by predict. Every byte they leave is searched for
+those strings and for every 64-byte run of the films' file bytes, decoded pixels, and their
+base64 forms. Predict's own outputs are the exception by design (a clinician must find the
+patient: its tables carry the DICOM identifiers, its worklist the films), and are only
+checked to be 750/640 like every output.
 """
 from __future__ import annotations
 
@@ -24,12 +28,15 @@ from hdfs import InsecureClient
 from PIL import Image, PngImagePlugin
 
 from pipeline import config
+from pipeline.data.images import decode_bytes
+from tests import dicoms
 from tests.reliability.runner import LOCAL_ENV, job_command
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 #: What a hospital export's metadata holds: nothing of it may come out.
-PATIENT = ("DOE^JANE^Q", "MRN-5550123-77", "St Elsewhere Radiology PHI-4471")
+PATIENT = ("DOE^JANE^Q", "MRN-5550123-77", "St Elsewhere Radiology PHI-4471",
+           *(value for value in dicoms.PATIENT.values()))
 RUN = 64
 
 
@@ -128,8 +135,26 @@ def left_behind(spark_env, tmp_path_factory) -> tuple[dict[str, bytes], Needles,
                                   timeout=900)
             assert done.returncode == 0, done.stdout[-3000:].decode(errors="replace")
             outputs[f"{job} console"] = done.stdout
+        rng_dicom = np.random.default_rng(7)
+        for i, bits in enumerate((8, 12, 16)):
+            pixels = rng_dicom.integers(0, 256, (80, 64), dtype=np.uint8)
+            data = (dicoms.monochrome2_bytes(pixels, bits) if i != 2
+                    else dicoms.monochrome1_bytes(pixels, bits))
+            client.write(f"{base}/inbox/ward/{i}", data, overwrite=True)
+            films.append((data, pixels.tobytes()))
+            films.append((b"", decode_bytes(data, 299).tobytes()))
+        client.write(f"{base}/inbox/lateral", dicoms.lateral_bytes(pixels), overwrite=True)
+        command = job_command("predict", "--model", f"{uri}/model", "--input", f"{uri}/inbox",
+                              "--out", f"{uri}/screen", "--heatmaps", "all", master="yarn")
+        done = subprocess.run(command[:3] + one_executor + command[3:], cwd=config.REPO_ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:].decode(errors="replace")
+        outputs["predict console"] = done.stdout
         for folder, _, files in client.walk(base):
             for name in files:
+                if folder.startswith((f"{base}/inbox", f"{base}/screen")):
+                    continue  # the films themselves, and predict's outputs (see above)
                 if not folder.startswith(f"{base}/chest_xray/") or name.startswith("_"):
                     with client.read(posixpath.join(folder, name)) as reader:
                         outputs[f"hdfs {posixpath.join(folder, name)}"] = reader.read()
@@ -137,6 +162,10 @@ def left_behind(spark_env, tmp_path_factory) -> tuple[dict[str, bytes], Needles,
             apps = [json.load(reader)["spark"]["app_id"]]
         with client.read(f"{base}/report/metrics.json") as reader:
             apps.append(json.load(reader)["spark"]["app_id"])
+        with client.read(f"{base}/screen/summary.json") as reader:
+            screened = json.load(reader)
+            apps.append(screened["spark"]["app_id"])
+        assert screened["counts"]["scored"] == 3 and screened["counts"]["skipped"] == 1
         for app in apps:
             for path in (config.STATE_DIR / "yarn" / "logs" / app).rglob("*"):
                 if path.is_file():
@@ -149,7 +178,7 @@ def left_behind(spark_env, tmp_path_factory) -> tuple[dict[str, bytes], Needles,
                                 outputs[f"event log {folder}/{file}"] = _event_log(file,
                                                                                    reader.read())
         modes = {}
-        for top in ("model", "report"):
+        for top in ("model", "report", "screen"):
             for (folder, status), _, files in client.walk(f"{base}/{top}", status=True):
                 modes[folder] = (status["type"], status["permission"])
                 modes.update({posixpath.join(folder, name): (s["type"], s["permission"])
@@ -162,6 +191,8 @@ def left_behind(spark_env, tmp_path_factory) -> tuple[dict[str, bytes], Needles,
 def test_the_search_finds_patient_bytes(left_behind):
     """The control: the same search does find a film's pixels, file bytes and metadata."""
     _, needles, _ = left_behind
+    assert needles.found(f"uid={dicoms.PATIENT['StudyInstanceUID']}".encode())
+    assert needles.found(dicoms.PATIENT["PatientName"].encode())
     film, raw = _film(np.random.default_rng(20240601), "JPEG")  # the tree's first film
     assert needles.found(b"log line " + film[300:364] + b" more")
     assert needles.found(b"pixels " + raw[1000:1100])
@@ -173,10 +204,10 @@ def test_nothing_left_behind_holds_pixels_or_metadata(left_behind):
     outputs, needles, _ = left_behind
     kinds = {name.split(" ")[0] + " " + name.split(" ")[1] for name in outputs}
     # What was searched: every console, the outputs, and both applications' worker and event logs.
-    assert {"ingest console", "train console", "evaluate console", "container log",
-            "event log"} <= kinds, sorted(outputs)
-    assert len([n for n in outputs if n.startswith("container log")]) >= 4
-    assert len({n.split("/")[2] for n in outputs if n.startswith("event log")}) == 2
+    assert {"ingest console", "train console", "evaluate console", "predict console",
+            "container log", "event log"} <= kinds, sorted(outputs)
+    assert len([n for n in outputs if n.startswith("container log")]) >= 6
+    assert len({n.split("/")[2] for n in outputs if n.startswith("event log")}) == 3
     assert any(n.endswith("/report/report.html") for n in outputs)
     assert any(n.endswith("/model/training_summary.json") for n in outputs)
     assert any(n.endswith(config.MANIFEST_NAME) for n in outputs)

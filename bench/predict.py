@@ -1,0 +1,149 @@
+"""Screening throughput and driver memory, side by side in one run.
+
+  python bench/predict.py DATA_DIR [-n 256] [--sizes 1000,4000] [--model InceptionV3]
+
+1. Throughput on the same N films (copies in one folder), workers warm: evaluate's featurize
+   step (DeepImageFeaturizer on binaryFile, vectors discarded) against the whole predict job
+   (scores, flags, maps, the tables and the worklist), once without heatmaps and once with
+   overlays for the flagged films. Goal: predict >= 0.9x the featurize step.
+2. Driver memory: predict on folders of each of --sizes films (hard links of the same films),
+   each in its own driver process; prints the peak RSS of the driver's Python and JVM.
+   Goal: flat in the number of films (the driver never collects every row).
+The model is a PipelineModel fitted here on featurizer vectors of a few films (random-init
+weights: this measures the plumbing, not a clinical result).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+from pyspark.ml import PipelineModel  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from pipeline.featurizer import DeepImageFeaturizer  # noqa: E402
+from pipeline.featurizer.classifier import make_classifier, with_class_weights  # noqa: E402
+from pipeline.predict.job import PredictConfig, predict  # noqa: E402
+from pipeline.runtime.session import get_session  # noqa: E402
+
+SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+def _films(data: Path, n: int) -> list[Path]:
+    found = sorted(f for f in data.rglob("*") if f.suffix.lower() in SUFFIXES)
+    return found[:: max(len(found) // n, 1)][:n]
+
+
+def _folder(films: list[Path], folder: Path, n: int, link: bool = False) -> Path:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        src = films[i % len(films)]
+        dst = folder / f"{i:06d}{src.suffix.lower()}"
+        os.link(src, dst) if link else shutil.copyfile(src, dst)
+    return folder
+
+
+def _fit_model(spark, films: list[Path], out: Path, model_name: str) -> str:
+    """A featurizer + LR PipelineModel, labels from the films' class folders."""
+    featurizer = DeepImageFeaturizer(modelName=model_name, weights=None)
+    frame = (spark.read.format("binaryFile").load([f"file://{f}" for f in films[:64]])
+             .withColumnRenamed("content", "image")
+             .withColumn("label", F.col("path").contains("/PNEUMONIA/").cast("double")))
+    feats, _ = with_class_weights(featurizer.transform(frame))
+    classifier = make_classifier().fit(feats)
+    PipelineModel(stages=[featurizer, classifier]).write().overwrite().save(str(out))
+    return str(out)
+
+
+def _featurize(spark, folder: Path, model_uri: str) -> float:
+    featurizer = PipelineModel.load(model_uri).stages[0]
+    started = time.perf_counter()
+    frame = spark.read.format("binaryFile").load(f"file://{folder}").withColumnRenamed("content", "image")
+    featurizer.transform(frame).select("features").write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - started
+
+
+def _predict(spark, folder: Path, model_uri: str, out: Path, heatmaps: str) -> float:
+    started = time.perf_counter()
+    predict(spark, PredictConfig(model=model_uri, input=str(folder), out=str(out), heatmaps=heatmaps))
+    return time.perf_counter() - started
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory_run(folder: Path, model_uri: str, out: Path) -> None:
+    """Child process: one predict run; prints the driver's peak RSS as JSON."""
+    spark = get_session("bench-predict-memory", "local[2]")
+    _predict(spark, folder, model_uri, out, "none")
+    jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
+    print(json.dumps({"python_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "jvm_mb": _vm_hwm_kb(jvm_pid) / 1024}))
+    spark.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data", type=Path, help="folder searched recursively for .jpeg/.jpg/.png")
+    p.add_argument("-n", type=int, default=256, help="films for the throughput comparison")
+    p.add_argument("--sizes", default="1000,4000", help="film counts for the memory runs")
+    p.add_argument("--model", default="InceptionV3")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--memory-run", nargs=3, metavar=("FOLDER", "MODEL", "OUT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.memory_run:
+        return memory_run(Path(args.memory_run[0]), args.memory_run[1], Path(args.memory_run[2]))
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    films = _films(args.data, max(args.n, 64))
+    spark = get_session("bench-predict", "local[2]")
+    model_uri = _fit_model(spark, films, tmp / "model", args.model)
+    folder = _folder(films, tmp / "films", args.n)
+    warm = _folder(films, tmp / "warm", 64)
+    _featurize(spark, warm, model_uri)  # every worker builds its networks once, as in a long job
+    _predict(spark, warm, model_uri, tmp / "out-warm", "flagged")
+    best: dict[str, float] = {}
+    for r in range(args.rounds):
+        for method in ("featurize", "predict", "predict+heatmaps"):
+            secs = (_featurize(spark, folder, model_uri) if method == "featurize" else
+                    _predict(spark, folder, model_uri, tmp / f"out-{method}-{r}",
+                             "flagged" if method.endswith("heatmaps") else "none"))
+            best[method] = max(best.get(method, 0.0), args.n / secs)
+            print(f"round {r + 1} {method:17s} {args.n / secs:7.2f} films/s", flush=True)
+    spark.stop()
+    print(f"\n{args.n} films, {args.model}, local[2], cpus={os.cpu_count()}")
+    for method, rate in best.items():
+        print(f"  {method:17s} {rate:7.2f} films/s  {rate / best['featurize']:.2f}x featurize")
+    print(f"predict / featurize = {best['predict'] / best['featurize']:.2f} (goal >= 0.9); "
+          f"with heatmaps {best['predict+heatmaps'] / best['featurize']:.2f}")
+
+    print("\ndriver peak memory (predict, no heatmaps, one driver process per size):")
+    for size in (int(s) for s in args.sizes.split(",")):
+        linked = _folder(films, tmp / f"mem-{size}", size, link=True)
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, __file__, str(args.data), "--memory-run",
+                                 str(linked), model_uri, str(tmp / f"out-mem-{size}")],
+                                capture_output=True, text=True, check=True)
+        peak = json.loads(result.stdout.strip().splitlines()[-1])
+        print(f"  {size:6d} films: python {peak['python_mb']:7.1f} MB, JVM {peak['jvm_mb']:7.1f} MB "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()

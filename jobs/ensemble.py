@@ -1,0 +1,36 @@
+"""spark-submit jobs/ensemble.py RUN_URI... --out URI: average runs' calibrated scores, one report."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipeline import config
+from pipeline.report.ensemble import ensemble
+from pipeline.runtime.cli import base_parser, run_job
+from pipeline.runtime.session import get_session
+
+SHOWN = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "threshold")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = base_parser("Ensemble finished runs (folders with metrics.json and a predictions.csv "
+                    "holding validation and scored-split rows: jobs/finetune.py, or "
+                    "jobs/evaluate.py --with-validation): average each run's calibrated score, "
+                    "choose the threshold on the shared validation films, write the same "
+                    "metrics.json, plots, predictions.csv and report.html to --out.")
+    p.add_argument("runs", nargs="+", help="run folder URIs (two or more)")
+    p.add_argument("--out", required=True, help="URI of the report folder to write")
+    p.add_argument("--target-sensitivity", type=float, default=config.TARGET_SENSITIVITY)
+    return p
+
+
+def main(args: argparse.Namespace) -> None:
+    doc = ensemble(get_session("xray-ensemble", args.master), args.runs, args.out,
+                   args.target_sensitivity)
+    print(json.dumps({"split": doc.split, **{k: doc.metrics[k] for k in SHOWN},
+                      "patient_roc_auc": doc.patients["metrics"]["roc_auc"]}, indent=2))
+    print(f"report: {args.out.rstrip('/')}/report.html")
+
+
+if __name__ == "__main__":
+    run_job(main, parser())

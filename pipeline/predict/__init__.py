@@ -1,0 +1,1 @@
+"""Screening new films (``jobs/predict.py``): models, scoring, heatmaps, outputs."""

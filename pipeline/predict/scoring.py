@@ -1,0 +1,169 @@
+"""Scoring films on the workers: decode by content, one forward pass, the flag, the heatmap.
+
+Each Python worker builds its model once (``_scorer``) and reuses it for every later task and
+micro-batch, so a stream of a few films at a time pays for the network only once. A film that
+cannot be used gets its reason in ``skip_reason`` and no score; the others in its batch go on.
+Heatmap overlays are written by the task that computed them (``fs.task_files``), named by a
+hash of the film's URI, so no file name carries a patient's name.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, fields
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import (BooleanType, DoubleType, StringType, StructField, StructType)
+
+from pipeline.data import dicom
+from pipeline.data.images import decode_bytes, decode_display
+from pipeline.data.rules import ImageError, dicom_reason
+from pipeline.featurizer.models import load_model_file
+from pipeline.featurizer.transformer import _local, runner_for, task_threads
+from pipeline.fs.task_files import FileTarget, upload
+from pipeline.predict.heatmaps import class_activation_maps, grad_cam, split_at_maps
+from pipeline.predict.models import FEATURIZER, WorkerModel
+from pipeline.report.worklist import overlay_png
+
+log = logging.getLogger(__name__)
+
+#: ``--heatmaps``: overlays for flagged films only (the default: what a reader opens), every
+#: scored film, or none.
+HEATMAP_CHOICES = ("flagged", "all", "none")
+#: Folder of the overlays inside the output, and their longest side in pixels.
+HEATMAP_DIR = "heatmaps"
+OVERLAY_SIDE = 512
+
+#: One row per film, besides its URI: what the output tables hold.
+RESULT = StructType([
+    StructField("format", StringType()),
+    *(StructField(f.name, StringType()) for f in fields(dicom.DicomIdentifiers)),
+    StructField("score", DoubleType()),
+    #: The score calibrated to a probability (the model's stored Platt scaling), when it has one.
+    StructField("probability", DoubleType()),
+    StructField("flagged", BooleanType()),
+    StructField("heatmap", StringType()),
+    StructField("skip_reason", StringType()),
+])
+
+
+@dataclass(frozen=True)
+class ScoringTask:
+    """Everything a task needs: the model, its threshold, and where overlays go."""
+
+    model: WorkerModel
+    threshold: float
+    heatmaps: str
+    target: FileTarget | None
+
+
+def film_format(data: bytes) -> str | None:
+    """``jpeg``, ``png`` or ``dicom`` by content (a PACS export often has no suffix)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    return "dicom" if dicom.is_dicom(data) else None
+
+
+class _Scorer:
+    """One worker's model: films in, (scores, heatmaps) out."""
+
+    def __init__(self, model: WorkerModel) -> None:
+        self.model = model
+        if model.kind == FEATURIZER:
+            cfg = model.featurizer
+            self.runner = runner_for(cfg)
+            self.size = self.runner.size
+            self.coef = np.asarray(model.coef)
+            self.spatial = cfg.pooling == "avg" and not cfg.model_file
+        else:
+            task_threads()
+            network = load_model_file(_local(model.model_file))
+            self.size = int(network.input_shape[1])
+            self.body, self.head = split_at_maps(network)
+
+    def score(self, films: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        if self.model.kind != FEATURIZER:
+            scores, maps = grad_cam(self.body, self.head, np.stack(films).astype(np.float32))
+            return scores, list(maps)
+        if not self.spatial:  # pooled (or fine-tuned) features: a score, no map
+            logits = self.runner.features(films).astype(np.float64) @ self.coef + self.model.intercept
+            return 1 / (1 + np.exp(-logits)), [None] * len(films)
+        logits, cams = class_activation_maps(self.runner.outputs(films), self.coef,
+                                             self.model.intercept)
+        return 1 / (1 + np.exp(-logits)), list(cams)
+
+
+_SCORERS: dict[WorkerModel, _Scorer] = {}
+_LOCK = threading.Lock()
+
+
+def _scorer(model: WorkerModel) -> _Scorer:
+    with _LOCK:
+        if model not in _SCORERS:
+            _SCORERS[model] = _Scorer(model)
+        return _SCORERS[model]
+
+
+def heatmap_name(uri: str) -> str:
+    """The overlay's path inside the output: a hash of the film's URI, not its name."""
+    return f"{HEATMAP_DIR}/{hashlib.sha256(uri.encode()).hexdigest()[:24]}.png"
+
+
+def _write_overlay(task: ScoringTask, uri: str, data: bytes, heatmap: np.ndarray) -> str:
+    name = heatmap_name(uri)
+    png = overlay_png(decode_display(data, OVERLAY_SIDE, task.model.draft_decode), heatmap)
+    with tempfile.NamedTemporaryFile(suffix=".png") as tmp:
+        tmp.write(png)
+        tmp.flush()
+        upload(task.target, tmp.name, name)
+    return name
+
+
+def score_films(task: ScoringTask, uris: list[str], contents: list[bytes]) -> pd.DataFrame:
+    """The RESULT rows of one batch of films, in order."""
+    scorer = _scorer(task.model)
+    rows = [dict.fromkeys(RESULT.fieldNames()) for _ in uris]
+    films, kept = [], []
+    for i, data in enumerate(contents):
+        row = rows[i]
+        row["format"] = film_format(data)
+        try:
+            if row["format"] == "dicom":
+                row.update(asdict(dicom.read_identifiers(data)))
+            films.append(decode_bytes(data, scorer.size, task.model.draft_decode))
+            kept.append(i)
+        except dicom.DicomError as err:
+            row["skip_reason"] = dicom_reason(err)
+        except ImageError as err:
+            row["skip_reason"] = str(err)
+    if films:
+        scores, maps = scorer.score(films)
+        calibrator = task.model.calibrator
+        probabilities = calibrator.apply(scores) if calibrator else [None] * len(kept)
+        for i, score, probability, heatmap in zip(kept, scores, probabilities, maps):
+            flagged = bool(score > task.threshold)
+            rows[i].update(score=float(score), flagged=flagged,
+                           probability=None if probability is None else float(probability))
+            if heatmap is not None and (task.heatmaps == "all" or
+                                        (task.heatmaps == "flagged" and flagged)):
+                rows[i]["heatmap"] = _write_overlay(task, uris[i], contents[i], heatmap)
+    return pd.DataFrame(rows, columns=RESULT.fieldNames())
+
+
+def scoring_column(task: ScoringTask, path: str = "path", content: str = "content") -> Column:
+    """A struct column of RESULT for the films in ``path``/``content``."""
+    @pandas_udf(RESULT)
+    def score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        for uris, contents in batches:
+            yield score_films(task, list(uris), list(contents))
+
+    # Non-deterministic: Spark must not run the network once per extracted field.
+    return score.asNondeterministic()(path, content)
