@@ -3,9 +3,11 @@ made for the test: what goes in, what stays out, where its Python points, when i
 The real one travels to YARN in the cluster and compose tests."""
 from __future__ import annotations
 
+import subprocess
 import sys
 import tarfile
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,19 @@ def test_settings_respect_the_jobs_own_choice():
     on = {"spark.xray.pyenv.enabled": "true"}
     assert pyenv.spark_settings(None, Conf({**on, "spark.archives": "hdfs:///x.tar#env"})) == {}
     assert pyenv.spark_settings(None, Conf({**on, "spark.yarn.dist.archives": "a.tgz#e"})) == {}
+
+
+def test_package_zip_holds_the_pipeline_package_at_its_root(tmp_path):
+    """What executors put on their path imports as ``pipeline`` with nothing installed: an
+    interpreter without site-packages (-S) and without PYTHONPATH or the cwd (-I)."""
+    archive = pyenv.package_zip(tmp_path)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import pipeline.cluster.errors as e; "
+            "print(e.__file__)")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(archive)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(archive / "pipeline" / "cluster" / "errors.py")
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+    assert "pipeline/runtime/session.py" in names
+    assert not [n for n in names if "__pycache__" in n or not n.startswith("pipeline/")]

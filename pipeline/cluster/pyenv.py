@@ -19,8 +19,10 @@ Hadoop's native library that is one ``chmod`` process per file (19,000 here), mi
 
 Left out of the archive (safe: an executor's Python worker never imports them): pyspark's
 jars (the JVM has them from spark.yarn.archive), TensorFlow's C++ headers, pip, setuptools,
-and the editable install of this project (executors get ``pipeline`` from the driver,
-``session.ship_package``). That is about 0.9 GB of a 3 GB virtual environment.
+the test-only browser driver, libclang, and the editable install of this project (executors
+get ``pipeline`` from the driver: ``package_zip``, ``session.ship_package``). That is about
+1.1 GB of a 3.4 GB virtual environment; what stays is mostly TensorFlow's 1.2 GB of shared
+libraries.
 
 Why this module packs with ``tarfile`` instead of venv-pack: venv-pack (0.2.0, and the
 venv-pack2 fork) rewrites a venv's ``bin/python3 -> <home>/bin/python3`` link with
@@ -48,8 +50,10 @@ import socket
 import sys
 import tarfile
 import time
+import zipfile
 from pathlib import Path
 
+import pipeline
 from pipeline import config
 from pipeline.cluster.errors import ClusterError
 
@@ -59,11 +63,13 @@ ALIAS = "environment"
 PYTHON = f"./{ALIAS}/bin/python"
 DEFAULT_DIR = ".xray/pyenv"
 #: Paths (relative to site-packages, or names of top-level entries there) never shipped.
+#: playwright (its browser driver, 165 MB) serves only the browser tests; clang (libclang,
+#: 62 MB) is a TensorFlow build-time requirement that ``import tensorflow`` never loads.
 EXCLUDE_IN_SITE = ("pyspark/jars", "tensorflow/include", "pip", "setuptools", "_distutils_hack",
-                   "distutils-precedence.pth")
+                   "distutils-precedence.pth", "playwright", "clang")
 EXCLUDE_PREFIX = ("__editable__",)
 #: Raised when the archive's layout changes, so an old cached archive is not reused.
-FORMAT = "2"
+FORMAT = "3"
 #: An uncompressed tar: gzip of 2 GB took minutes of CPU on our 2 busy cores (about 1 MB/s
 #: under load) to save disk and network time a cluster on one machine does not spend; YARN
 #: unpacks .tar as it does .tar.gz.
@@ -78,6 +84,19 @@ def venv() -> Path:
                            "(--archives); run the jobs with the project's .venv, or set "
                            "spark.xray.pyenv.enabled=false when the nodes have the libraries")
     return Path(sys.prefix)
+
+
+def package_zip(folder: Path) -> Path:
+    """``folder/pipeline.zip``: this ``pipeline`` package (``pipeline/...`` inside, sources
+    only), which ``session.ship_package`` adds to every job. The archive has no project code,
+    so one archive serves every checkout and a code change never repacks gigabytes."""
+    package = Path(pipeline.__file__).resolve().parent
+    target = folder / "pipeline.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, path.relative_to(package.parent))
+    return target
 
 
 def _site_packages(root: Path) -> Path:

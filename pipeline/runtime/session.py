@@ -13,7 +13,6 @@ import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -122,14 +121,11 @@ def _startup_log(verbose: bool) -> Iterator[None]:
 
 
 def ship_package(spark: SparkSession) -> None:
-    """Send this ``pipeline`` package to the executors: on a multi-node cluster they have the
-    Python libraries (see README) but not our checkout."""
-    package = Path(__file__).resolve().parent
-    archive = Path(tempfile.mkdtemp(prefix="xray-py-")) / "pipeline.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(package.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                zf.write(path, path.relative_to(package.parent))
+    """Send this ``pipeline`` package to the executors: the packed environment
+    (pipeline.cluster.pyenv) leaves the project out, and a multi-node cluster's own Python has
+    the libraries (see README) but not our checkout. ``addPyFile`` puts it first on every
+    Python worker's path, so the driver's code wins over any installed copy."""
+    archive = pyenv.package_zip(Path(tempfile.mkdtemp(prefix="xray-py-")))
     spark.sparkContext.addPyFile(str(archive))
     # Executors fetch it from the driver lazily: it must outlive the job, not the process.
     atexit.register(shutil.rmtree, archive.parent, True)
