@@ -228,7 +228,7 @@ def render_hadoop_dir(dest: Path, values: dict[str, str],
     per container. Returns the files that changed."""
     dest.mkdir(parents=True, exist_ok=True)
     changed = []
-    for src in sorted(HADOOP_CONF_SRC.iterdir()):
+    for src in sorted(p for p in HADOOP_CONF_SRC.iterdir() if p.is_file()):
         if src.suffix == ".xml":
             text, _ = _render_site_xml(src, values)
             added = "".join(f"<property><name>{name}</name><value>{value}</value></property>\n"

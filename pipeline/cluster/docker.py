@@ -162,7 +162,8 @@ def render() -> list[Path]:
              spark_dir / "spark-defaults.conf": conf.spark_defaults_text(client),
              spark_dir / "spark-env.sh": env_sh}
     files.update({spark_dir / src.name: src.read_text()
-                  for src in conf.SPARK_CONF_SRC.iterdir() if src.name != "spark-defaults.conf"})
+                  for src in conf.SPARK_CONF_SRC.iterdir()
+                  if src.is_file() and src.name != "spark-defaults.conf"})
     for path, text in files.items():
         if conf._write_if_changed(path, text, 0o755 if path.suffix == ".sh" else 0o644):
             changed.append(path)

@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ from tests.cluster_fixtures import isolated_env
 
 REPO = config.REPO_ROOT
 ENGINE_LOG = REPO / "out" / "ci" / "engine.log"
+UP_LOG = REPO / "out" / "ci" / "compose-up.log"
 
 
 def engine_missing() -> str | None:
@@ -92,7 +94,12 @@ def compose_cluster(tmp_path_factory) -> Iterator[Compose]:
                # each NodeManager as native mode's one: two executors (3 GB) and the AM fit
                XRAY_NODEMANAGER_MEMORY_MB="8192")
     cluster = Compose(env)
+    started = time.monotonic()
     up = cluster.cli("up")
+    # What up did and how long each part took (images, containers, the packed environment)
+    UP_LOG.parent.mkdir(parents=True, exist_ok=True)
+    UP_LOG.write_text(up.stderr + f"\ncluster up: exit {up.returncode} in "
+                                  f"{time.monotonic() - started:.0f} s\n")
     if up.returncode != 0:
         cluster.cli("down")
         pytest.fail(f"compose cluster up failed (exit {up.returncode}):\n{up.stderr[-5000:]}")
