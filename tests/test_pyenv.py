@@ -3,6 +3,7 @@ made for the test: what goes in, what stays out, where its Python points, when i
 The real one travels to YARN in the cluster and compose tests."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tarfile
@@ -13,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from pipeline import config
-from pipeline.cluster import pyenv
+from pipeline.cluster import conf, pyenv
 
+PROBE = config.REPO_ROOT / "tests" / "compose" / "python_probe.py"
 SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 
 
@@ -82,7 +84,6 @@ def test_settings_respect_the_jobs_own_choice():
             return key in self
 
     assert pyenv.spark_settings(None, Conf({"spark.xray.pyenv.enabled": "false"})) == {}
-    assert pyenv.spark_settings(None, Conf({})) == {}  # off unless asked, for now
     on = {"spark.xray.pyenv.enabled": "true"}
     assert pyenv.spark_settings(None, Conf({**on, "spark.archives": "hdfs:///x.tar#env"})) == {}
     assert pyenv.spark_settings(None, Conf({**on, "spark.yarn.dist.archives": "a.tgz#e"})) == {}
@@ -102,3 +103,35 @@ def test_package_zip_holds_the_pipeline_package_at_its_root(tmp_path):
         names = zf.namelist()
     assert "pipeline/runtime/session.py" in names
     assert not [n for n in names if "__pycache__" in n or not n.startswith("pipeline/")]
+
+
+def test_the_native_cluster_ships_nothing_unless_asked(tmp_path, monkeypatch):
+    """On by default (a user's own cluster, Docker); the native cluster's executors are this
+    machine's venv, so its rendered configuration turns it off."""
+    monkeypatch.setattr(config, "STATE_DIR", tmp_path / "state")
+    conf.render()
+    rendered = conf.read_spark_defaults(conf.spark_conf_dir() / "spark-defaults.conf")
+    assert rendered["spark.xray.pyenv.enabled"] == "false"
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_native_executors_run_the_shipped_environment(spark_env):
+    """The Docker cluster's path on the native cluster, asked for explicitly: the executors'
+    interpreter is the archive's (linked to this machine's Python), TensorFlow comes from
+    YARN's localized copy and ``pipeline`` from the zip the driver added, not from the venv's
+    editable install."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn",
+         "--conf", "spark.xray.pyenv.enabled=true", str(PROBE)],
+        cwd=config.REPO_ROOT, env=spark_env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    print("\n".join(line for line in done.stderr.splitlines() if "Python environment" in line))
+    found = [json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines()
+             if line.startswith("probe ")]
+    assert found, done.stdout[-2000:]
+    for probe in found:
+        assert probe["executable"].endswith("/environment/bin/python"), probe
+        assert "/filecache/" in probe["tensorflow_real"], probe
+        assert probe["base"] == sys.base_prefix, probe
+        assert "pipeline.zip" in probe["pipeline"], probe

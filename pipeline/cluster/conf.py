@@ -138,7 +138,10 @@ def _spark_defaults(secure: bool = False) -> str:
             "spark.driver.bindAddress": config.CLUSTER_BIND_HOST,
             "spark.driver.host": config.CLUSTER_HOST,
             "spark.yarn.appMasterEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST,
-            "spark.executorEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST}
+            "spark.executorEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST,
+            # The executors run on this machine, with this venv: nothing to ship
+            # (pipeline.cluster.pyenv says what it would cost)
+            "spark.xray.pyenv.enabled": "false"}
     if not secure:
         return spark_defaults_text(host)
     krb5 = " ".join(kdc.java_opts())

@@ -32,8 +32,11 @@ thing: the venv's files, its ``bin/python*`` links pointing at the nodes' interp
 ``pyvenv.cfg`` naming that interpreter's home.
 
 Settings (spark-submit ``--conf`` or spark-defaults.conf): ``spark.xray.pyenv.enabled``
-(default false for now, see the open issue in docs/cluster.md; the Docker cluster's client
-configuration sets true; false: the nodes' own Python libraries are used, as before),
+(default true; false: the nodes' own Python libraries are used. The native cluster's
+rendered configuration says false: its one node is this machine, whose venv the executors
+run directly, and shipping 2 GB to the same disk would cost every fresh cluster minutes of
+upload and unpacking for nothing; tests/test_pyenv.py turns it on there once, so the same
+path runs in both modes),
 ``spark.xray.pyenv.pythonPrefix`` (where the nodes' Python lives; default this interpreter's
 own prefix, right when the nodes are this machine; the Docker cluster's client configuration
 says ``/usr``), ``spark.xray.pyenv.dir``. A job given its own archives
@@ -220,9 +223,7 @@ def spark_settings(jvm, given) -> dict[str, str]:
     """The archive (spark.yarn.dist.archives) and the executors' Python for a YARN job,
     unless the job says otherwise (``given``: the SparkConf that spark-submit and
     spark-defaults.conf made)."""
-    # Off unless asked (the Docker cluster's client configuration asks) until the open issue
-    # in docs/cluster.md is fixed: executors must also get the ``pipeline`` package.
-    if given.get("spark.xray.pyenv.enabled", "false").lower() != "true":
+    if given.get("spark.xray.pyenv.enabled", "true").lower() != "true":
         return {}
     for key in ("spark.yarn.dist.archives", "spark.archives"):
         if given.contains(key):

@@ -1,5 +1,6 @@
 """spark-submit --master yarn tests/compose/python_probe.py: each executor's Python worker
-reports its host, interpreter and where it imported TensorFlow from, one ``probe`` line each.
+reports its host, interpreter and where it imported TensorFlow and ``pipeline`` from, one
+``probe`` line each.
 The session is the jobs' own (pipeline.runtime.session), so the environment is shipped the way
 the jobs ship it."""
 from __future__ import annotations
@@ -17,9 +18,12 @@ def where(_rows):
 
     import tensorflow
 
+    import pipeline
+
     yield json.dumps({"host": socket.gethostname(), "executable": sys.executable,
                       "base": sys.base_prefix, "tensorflow": tensorflow.__file__,
-                      "tensorflow_real": os.path.realpath(tensorflow.__file__)})
+                      "tensorflow_real": os.path.realpath(tensorflow.__file__),
+                      "pipeline": pipeline.__file__})
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ def test_executors_import_tensorflow_from_the_shipped_archive(compose_cluster):
         assert "/filecache/" in probe["tensorflow_real"], probe
         assert probe["executable"].endswith("/environment/bin/python"), probe
         assert probe["base"] == "/usr", probe  # the image's interpreter, the archive's libraries
+        assert "pipeline.zip" in probe["pipeline"], probe  # the driver's, session.ship_package
     print("\n".join(line for line in done.stderr.splitlines() if "pipeline.cluster.pyenv" in line
                     or "Python environment" in line))
     assert re.search(r"uploaded the executors' Python environment|Python environment already "
