@@ -68,6 +68,21 @@ class Compose:
                 env[key] = shlex.split(value)[0]
         return env
 
+    def container(self, service: str) -> str:
+        """The id of a service's container, by compose's labels: no compose file needed (the
+        file needs every variable `cluster up` computed to parse)."""
+        done = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose."
+                               f"project={self.env['XRAY_COMPOSE_PROJECT']}", "--filter",
+                               f"label=com.docker.compose.service={service}"],
+                              capture_output=True, text=True, check=True)
+        assert len(done.stdout.split()) == 1, (service, done.stdout)
+        return done.stdout.strip()
+
+    def docker(self, action: str, service: str) -> None:
+        """docker kill|start a service's container."""
+        subprocess.run(["docker", action, self.container(service)], check=True,
+                       capture_output=True, timeout=300)
+
     def url(self, port_name: str, path: str = "") -> str:
         return f"http://localhost:{self.env[f'XRAY_PORT_{port_name.upper()}']}{path}"
 

@@ -159,13 +159,12 @@ def test_datanode_killed_mid_featurize(compose_cluster, demo, record_property):
     job = _train(compose_cluster, f"{BASE}/model-dn-killed")
     job.wait_for("step 'featurize train' started", timeout=900)
     time.sleep(3)  # into the tasks
-    victim = compose_cluster.compose("ps", "-q", "datanode2").stdout.strip()
-    assert subprocess.run(["docker", "kill", victim], capture_output=True).returncode == 0
+    compose_cluster.docker("kill", "datanode2")
     assert job.wait(1500) == 0, job.output[-4000:]
     _same_model(_summary(compose_cluster, f"{BASE}/model-dn-killed"), demo["summary"])
 
     restarted = time.monotonic()
-    assert compose_cluster.compose("start", "datanode2").returncode == 0
+    compose_cluster.docker("start", "datanode2")
     deadline = restarted + 600
     while True:
         report = _fsck(compose_cluster)
@@ -198,8 +197,7 @@ def test_nodemanager_killed_mid_job(compose_cluster, demo, record_property):
     by_address = _node_names(compose_cluster)
     victims = sorted({by_address[h] for h in executor_hosts} - {by_address[am_host]})
     assert victims, f"every executor of {app_id} runs beside its AM on {am_host}: nothing to kill"
-    subprocess.run(["docker", "kill", compose_cluster.compose("ps", "-q", victims[0])
-                    .stdout.strip()], check=True, capture_output=True)
+    compose_cluster.docker("kill", victims[0])
     assert job.wait(1500) == 0, job.output[-4000:]
     assert "Lost executor" in job.output or "lost" in job.output.lower(), job.output[-3000:]
     _same_model(_summary(compose_cluster, f"{BASE}/model-nm-killed"), demo["summary"])
@@ -207,7 +205,7 @@ def test_nodemanager_killed_mid_job(compose_cluster, demo, record_property):
                  if e["id"] != "driver"]
     record_property("executors", [(e["id"], e["hostPort"], e.get("removeReason", ""))
                                   for e in executors])
-    assert compose_cluster.compose("start", victims[0]).returncode == 0
+    compose_cluster.docker("start", victims[0])
 
 
 def test_down_leaves_nothing(compose_cluster):
