@@ -38,16 +38,17 @@ browser:
 			--no-install-recommends chromium fonts-dejavu-core; }
 
 # kerberos: tests/cluster/test_secure.py runs a private secure cluster. The Docker Compose
-# tests (marker `compose`, about 45 min on a busy 2-core machine plus the engine's setup) run
-# with `make test-compose`, or here with COMPOSE=1 (docs/cluster.md#docker-compose-mode).
+# tests (marker `compose`, about 45 min on a busy 2-core machine plus the engine's setup) and
+# native mode's run of the shipped environment (marker `ship`, about 11 min) run with
+# `make test-compose`, or here with COMPOSE=1 (docs/cluster.md#docker-compose-mode).
 test: venv browser kerberos
-	$(PY) -m pytest $(if $(COMPOSE),,-m 'not compose')
+	$(PY) -m pytest $(if $(COMPOSE),,-m 'not compose and not ship')
 
 # The engine first (docker/engine.sh: needs root where none runs); without one they skip and
 # say why.
 test-compose: venv
 	docker/engine.sh || echo "docker/engine.sh failed: the compose tests will skip"
-	$(PY) -m pytest -m compose
+	$(PY) -m pytest -m 'compose or ship'
 
 sample-data: venv
 	test -d demo-data/chest_xray || $(PY) -m pipeline.data.sample_data demo-data/chest_xray
