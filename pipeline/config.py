@@ -113,8 +113,15 @@ def find_java_home(environ=os.environ, jvm_dir: Path = Path("/usr/lib/jvm"),
 
 #: JAVA_HOME_FROM: "XRAY_JAVA_HOME", "JAVA_HOME", or how it was found, for error messages.
 JAVA_HOME, JAVA_HOME_FROM = find_java_home()
-#: auto: Docker Compose when a Docker engine and the compose plugin answer, else native.
-CLUSTER_MODE = _env("CLUSTER_MODE", "auto")
+#: Which cluster `make cluster-up` starts: "native" (the default: Java processes on loopback),
+#: "docker" (Docker Compose, docker/compose.yaml) or "auto" (docker when an engine and the
+#: compose plugin answer, else native). XRAY_CLUSTER, or the older XRAY_CLUSTER_MODE. `down`,
+#: `status` and `env` follow the mode `up` recorded, never this setting.
+CLUSTER_MODE = os.environ.get("XRAY_CLUSTER") or _env("CLUSTER_MODE", "native")
+#: Docker mode: the compose project, and the subnet of its network. Containers get fixed
+#: addresses in it, which the host reaches directly (pipeline/cluster/docker.py says why).
+COMPOSE_PROJECT = _env("COMPOSE_PROJECT", "xray-cluster")
+DOCKER_SUBNET = _env("DOCKER_SUBNET", "172.29.77.0/24")
 #: Daemon data, logs, pid files and the rendered configuration of the native cluster.
 STATE_DIR = Path(_env("STATE_DIR", str(
     Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "xray-pipeline")))

@@ -134,19 +134,31 @@ def spark_env() -> dict[str, str]:
 
 
 def _spark_defaults(secure: bool = False) -> str:
-    base = (SPARK_CONF_SRC / "spark-defaults.conf").read_text()
     host = {"spark.history.ui.port": str(config.CLUSTER_PORTS["history_http"]),
             "spark.driver.bindAddress": config.CLUSTER_BIND_HOST,
             "spark.driver.host": config.CLUSTER_HOST,
             "spark.yarn.appMasterEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST,
-            "spark.executorEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST}
-    if secure:
-        base += "\n" + (SPARK_CONF_SRC / SECURE_DIR / "spark-defaults.conf").read_text()
-        krb5 = " ".join(kdc.java_opts())
-        host.update({"spark.history.kerberos.principal": kdc.principal("spark"),
-                     "spark.history.kerberos.keytab": str(kdc.service_keytab()),
-                     "spark.yarn.am.extraJavaOptions": krb5,
-                     "spark.executor.extraJavaOptions": krb5})
+            "spark.executorEnv.SPARK_LOCAL_IP": config.CLUSTER_BIND_HOST,
+            # The executors run on this machine, with this venv: nothing to ship
+            # (pipeline.cluster.pyenv says what it would cost)
+            "spark.xray.pyenv.enabled": "false"}
+    if not secure:
+        return spark_defaults_text(host)
+    krb5 = " ".join(kdc.java_opts())
+    host.update({"spark.history.kerberos.principal": kdc.principal("spark"),
+                 "spark.history.kerberos.keytab": str(kdc.service_keytab()),
+                 "spark.yarn.am.extraJavaOptions": krb5,
+                 "spark.executor.extraJavaOptions": krb5})
+    return spark_defaults_text(host, extra=(SPARK_CONF_SRC / SECURE_DIR /
+                                            "spark-defaults.conf").read_text())
+
+
+def spark_defaults_text(host: dict[str, str], extra: str = "") -> str:
+    """spark-conf/spark-defaults.conf (plus `extra` settings) with one deployment's settings
+    appended."""
+    base = (SPARK_CONF_SRC / "spark-defaults.conf").read_text()
+    if extra:
+        base += "\n" + extra
     width = max(map(len, host)) + 1
     lines = [f"{key:<{width}}{value}" for key, value in host.items()]
     return (base.rstrip("\n") + "\n\n# --- this machine: written by pipeline.cluster from "
@@ -209,4 +221,26 @@ def render() -> list[Path]:
                              ("spark-env.sh", _spark_env_sh(), 0o755), *copied):
         if _write_if_changed(spark_dir / name, text, mode):
             changed.append(spark_dir / name)
+    return changed
+
+
+def render_hadoop_dir(dest: Path, values: dict[str, str],
+                      extra: dict[str, dict[str, str]] | None = None) -> list[Path]:
+    """hadoop-conf/ written to dest with these xray.* values, and ``extra`` (file name ->
+    {property: value}) added to its site files: the Docker cluster renders one such directory
+    per container. Returns the files that changed."""
+    dest.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for src in sorted(p for p in HADOOP_CONF_SRC.iterdir() if p.is_file()):
+        if src.suffix == ".xml":
+            text, _ = _render_site_xml(src, values)
+            added = "".join(f"<property><name>{name}</name><value>{value}</value></property>\n"
+                            for name, value in (extra or {}).get(src.name, {}).items())
+            text = ('<?xml version="1.0" encoding="UTF-8"?>\n<!-- Written by pipeline.cluster '
+                    f'from hadoop-conf/{src.name}. -->\n'
+                    + text.replace("</configuration>", added + "</configuration>"))
+        else:
+            text = src.read_text()
+        if _write_if_changed(dest / src.name, text):
+            changed.append(dest / src.name)
     return changed

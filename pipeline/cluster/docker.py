@@ -1,24 +1,68 @@
-"""The Docker Compose variant (docker/compose.yaml), for machines with a Docker engine.
+"""The Docker Compose cluster (docker/compose.yaml): a NameNode, two DataNodes (replication 2),
+a ResourceManager, two NodeManagers and the Spark History Server, each in its own container,
+from images this repo builds (docker/Dockerfile), with the jobs' driver on the host.
 
-Chosen by `cluster up` when `docker info` answers and the compose plugin exists (or forced with
-XRAY_CLUSTER_MODE=docker). Health is checked on the same loopback ports as in native mode.
+How the host and the containers reach each other (why not host names or published ports):
+the jobs run their Spark driver on the host (client mode, as in native mode) and their
+executors in the NodeManagers' containers, and Spark ships the driver's Hadoop configuration
+to the executors. So every address in that configuration (the NameNode, each DataNode as the
+NameNode hands it out, the ResourceManager, the driver itself) must mean the same machine on
+both sides. Compose's service names resolve only inside the network, and ``localhost`` with
+published ports means another machine inside a container. Fixed addresses do both: the
+compose network has a fixed subnet (``XRAY_DOCKER_SUBNET``), each service a fixed address in
+it that it also advertises (a DataNode via dfs.datanode.hostname, a NodeManager via
+yarn.nodemanager.hostname), and the host is the network's gateway, the address the driver
+binds to. A Linux host routes to its bridge networks directly, so WebHDFS redirects (ingest),
+HDFS reads and writes and YARN RPC from the host need no name resolution and no published
+port; containers reach the driver at the gateway. The web UIs are also published on
+127.0.0.1 on the XRAY_PORT_* ports, as native mode has them, for browsers and health checks.
+(Docker Desktop on macOS/Windows does not route to container addresses: use native mode there.)
+
+Configuration: hadoop-conf/ and spark-conf/, rendered per container under
+``<state>/docker/conf/<service>/`` with that container's values, plus ``client/`` for the
+host (``python -m pipeline.cluster env``). `up` records the mode (``<state>/run/mode.json``)
+so that `down`, `status` and `env` act on the cluster that is there.
 """
 from __future__ import annotations
 
+import getpass
+import hashlib
+import ipaddress
 import logging
+import os
+import shutil
+import socket
 import subprocess
+import tempfile
 import time
-from urllib.parse import urlparse
+from pathlib import Path
 
 from pipeline import config
-from pipeline.cluster import conf, hdfs_setup, health
+from pipeline.cluster import conf, hdfs_setup, health, jars
 from pipeline.cluster.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
 COMPOSE_FILE = config.REPO_ROOT / "docker" / "compose.yaml"
-#: Two DataNodes and one NodeManager (two with the "gpu" profile).
-DATANODES = 2
+DOCKER_DIR = config.REPO_ROOT / "docker"
+DATANODES = ("datanode1", "datanode2")
+NODEMANAGERS = ("nodemanager1", "nodemanager2")
+#: service -> host number in the subnet (the gateway, .1, is the host).
+ADDRESSES = {"namenode": 10, "datanode1": 11, "datanode2": 12, "resourcemanager": 20,
+             "nodemanager1": 21, "nodemanager2": 22, "nodemanager-gpu": 23, "history": 30}
+#: Settings of this deployment only (added to the rendered site files): a dead DataNode or
+#: NodeManager is noticed in about a minute instead of ten, so its blocks are re-replicated
+#: and its containers rerun elsewhere while the job still runs; one container per node
+#: heartbeat spreads a job's executors over both NodeManagers.
+EXTRA = {
+    "hdfs-site.xml": {"dfs.namenode.heartbeat.recheck-interval": "15000"},
+    "yarn-site.xml": {"yarn.nm.liveness-monitor.expiry-interval-ms": "30000"},
+    "capacity-scheduler.xml": {
+        "yarn.scheduler.capacity.per-node-heartbeat.maximum-container-assignments": "1"},
+}
+#: `compose up --wait`: creating a container copies the whole image on the vfs storage
+#: driver (about 0.7 GB each, seven of them), which a busy disk makes slow.
+COMPOSE_WAIT_S = max(config.CLUSTER_START_TIMEOUT_S, 900)
 
 
 def _ok(*cmd: str) -> bool:
@@ -38,49 +82,274 @@ def available() -> bool:
     return _ok("docker", "info") and compose_available()
 
 
-def _compose(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = ["docker", "compose", "-f", str(COMPOSE_FILE), *args]
+# --- addresses and configuration ------------------------------------------------------------
+
+def subnet() -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(config.DOCKER_SUBNET)
+    except ValueError as exc:
+        raise ClusterError(f"XRAY_DOCKER_SUBNET={config.DOCKER_SUBNET}: {exc}") from None
+
+
+def address(service: str) -> str:
+    return str(subnet().network_address + ADDRESSES[service])
+
+
+def gateway() -> str:
+    """The host's address on the compose network: where the containers reach the driver."""
+    return str(subnet().network_address + 1)
+
+
+def state_dir() -> Path:
+    return config.STATE_DIR / "docker"
+
+
+def conf_dir(service: str) -> Path:
+    return state_dir() / "conf" / service
+
+
+def client_hadoop_conf_dir() -> Path:
+    return conf_dir("client") / "hadoop"
+
+
+def client_spark_conf_dir() -> Path:
+    return conf_dir("client") / "spark"
+
+
+def _values(node: str, bind: str = "0.0.0.0") -> dict[str, str]:
+    values = conf.xray_properties()
+    values.update({
+        "xray.state.dir": "/data", "xray.bind.host": bind, "xray.node.host": node,
+        "xray.namenode.host": address("namenode"),
+        "xray.resourcemanager.host": address("resourcemanager"),
+        "xray.dfs.replication": str(len(DATANODES)),
+    })
+    return values
+
+
+def client_env() -> dict[str, str]:
+    """What a Spark driver on the host needs for this cluster (`cluster env`)."""
+    return {"HADOOP_CONF_DIR": str(client_hadoop_conf_dir()),
+            "YARN_CONF_DIR": str(client_hadoop_conf_dir()),
+            "SPARK_CONF_DIR": str(client_spark_conf_dir()),
+            "JAVA_HOME": str(config.JAVA_HOME), "SPARK_LOCAL_IP": gateway()}
+
+
+def render() -> list[Path]:
+    """Write every container's configuration and the host's; returns the files that changed."""
+    changed = []
+    for service in ADDRESSES:
+        extra = EXTRA
+        if service == "nodemanager-gpu":
+            extra = {**EXTRA, "yarn-site.xml": {**EXTRA["yarn-site.xml"],
+                                                "yarn.nodemanager.resource-plugins": "yarn.io/gpu"}}
+        changed += conf.render_hadoop_dir(conf_dir(service), _values(address(service)), extra)
+    # The host: its client settings reach the executors too (Spark ships them), so the same
+    # addresses; nothing of the host listens but the driver, on the gateway.
+    changed += conf.render_hadoop_dir(client_hadoop_conf_dir(), _values(gateway(), gateway()),
+                                      EXTRA)
+    history = {"spark.history.ui.port": str(config.CLUSTER_PORTS["history_http"])}
+    # The executors' Python: the driver's venv, shipped (pipeline.cluster.pyenv), runs on the
+    # image's Debian Python 3.11 at /usr/bin.
+    client = {**history, "spark.driver.bindAddress": gateway(), "spark.driver.host": gateway(),
+              "spark.xray.pyenv.enabled": "true", "spark.xray.pyenv.pythonPrefix": "/usr"}
+    spark_dir = client_spark_conf_dir()
+    spark_dir.mkdir(parents=True, exist_ok=True)
+    env_sh = "".join(f"export {k}={v}\n" for k, v in client_env().items()
+                     if k != "SPARK_CONF_DIR")
+    env_sh += 'export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$(command -v python3)}"\n'
+    files = {conf_dir("history") / "spark-defaults.conf": conf.spark_defaults_text(history),
+             spark_dir / "spark-defaults.conf": conf.spark_defaults_text(client),
+             spark_dir / "spark-env.sh": env_sh}
+    files.update({spark_dir / src.name: src.read_text()
+                  for src in conf.SPARK_CONF_SRC.iterdir()
+                  if src.is_file() and src.name != "spark-defaults.conf"})
+    for path, text in files.items():
+        if conf._write_if_changed(path, text, 0o755 if path.suffix == ".sh" else 0o644):
+            changed.append(path)
+    return changed
+
+
+# --- images ---------------------------------------------------------------------------------
+
+def _digest(*paths: Path, extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode())
+    for path in paths:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def image_tags() -> tuple[str, str]:
+    """(hadoop image, history image): named by what goes into them, so a change rebuilds."""
+    hadoop = _digest(DOCKER_DIR / "Dockerfile", DOCKER_DIR / "xray-daemon",
+                     DOCKER_DIR / "xray-health", jars.LOCK)
+    spark_jars = "\n".join(sorted(p.name for p in (conf.spark_home() / "jars").glob("*.jar")))
+    history = _digest(DOCKER_DIR / "history.Dockerfile", extra=hadoop + spark_jars)
+    return (f"xray-hadoop:{config.HADOOP_VERSION}-{hadoop}",
+            f"xray-spark-history:{config.HADOOP_VERSION}-{history}")
+
+
+def _image_exists(tag: str) -> bool:
+    return _ok("docker", "image", "inspect", tag)
+
+
+def _build(tag: str, dockerfile: Path, files: dict[str, Path], *args: str) -> None:
+    """docker build with a context of hard links (copies across file systems) to files."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="xray-image-", dir=config.CACHE_DIR) as tmp:
+        for name, src in files.items():
+            if src.is_dir():
+                shutil.copytree(src, Path(tmp) / name, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(src, Path(tmp) / name)
+        cmd = ["docker", "build", "--network", "host", "-q", "-f", str(dockerfile), "-t", tag,
+               *args, tmp]
+        log.info("building image %s (%s)", tag, dockerfile.name)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-6:])
+        raise ClusterError(f"could not build the cluster image {tag}: {tail}. Without Docker, "
+                           "XRAY_CLUSTER=native make cluster-up runs the same cluster")
+    log.info("built %s in %.0f s", tag, time.monotonic() - start)
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def ensure_images() -> tuple[str, str]:
+    """Build the two images unless they exist; Hadoop's jars come verified from the same lock
+    as native mode's (pipeline.cluster.jars), fetched on the host."""
+    hadoop, history = image_tags()
+    if not _image_exists(hadoop):
+        home = jars.ensure_jars()
+        _build(hadoop, DOCKER_DIR / "Dockerfile",
+               {"hadoop": home, "xray-daemon": DOCKER_DIR / "xray-daemon",
+                "xray-health": DOCKER_DIR / "xray-health"})
+    if not _image_exists(history):
+        _build(history, DOCKER_DIR / "history.Dockerfile",
+               {"spark-jars": conf.spark_home() / "jars"}, "--build-arg", f"BASE={hadoop}")
+    return hadoop, history
+
+
+# --- compose --------------------------------------------------------------------------------
+
+def compose_env(images: tuple[str, str] | None = None) -> dict[str, str]:
+    """The variables docker/compose.yaml reads."""
+    env = dict(os.environ, XRAY_COMPOSE_PROJECT=config.COMPOSE_PROJECT,
+               XRAY_DOCKER_SUBNET=str(subnet()), XRAY_DOCKER_CONF=str(state_dir() / "conf"),
+               XRAY_HDFS_SUPERUSER=getpass.getuser())
+    env.update({f"XRAY_IP_{s.upper().replace('-', '_')}": address(s) for s in ADDRESSES})
+    env.update({f"XRAY_PORT_{name.upper()}": str(port)
+                for name, port in config.CLUSTER_PORTS.items()})
+    env.update({f"XRAY_HEAP_{name.upper()}": str(mb) for name, mb in config.DAEMON_HEAP_MB.items()})
+    hadoop, history = images or image_tags()
+    env.update(XRAY_HADOOP_IMAGE=hadoop, XRAY_HISTORY_IMAGE=history)
+    return env
+
+
+def compose(*args: str, check: bool = True, capture: bool = False,
+            env: dict[str, str] | None = None, timeout: float | None = None
+            ) -> subprocess.CompletedProcess:
+    cmd = ["docker", "compose", "-p", config.COMPOSE_PROJECT, "-f", str(COMPOSE_FILE), *args]
     log.info("running %s", " ".join(cmd))
-    done = subprocess.run(cmd, capture_output=not check, text=True)
+    done = subprocess.run(cmd, capture_output=capture or not check, text=True,
+                          env=env or compose_env(), timeout=timeout)
     if check and done.returncode != 0:
-        raise ClusterError(f"`{' '.join(cmd)}` failed (see its output above)")
+        raise ClusterError(f"`{' '.join(cmd)}` failed (exit {done.returncode})")
     return done
 
 
-def ensure_spark_archive() -> bool:
-    """spark.yarn.archive, as in native mode, but put from inside the NameNode's container:
-    the DataNodes' names resolve only on the compose network."""
-    hdfs_path = urlparse(conf.read_spark_defaults()["spark.yarn.archive"]).path
-    local = hdfs_setup.local_spark_archive()
-    size = local.stat().st_size
-    present = _compose("exec", "-T", "namenode", "hdfs", "dfs", "-stat", "%b", hdfs_path,
-                       check=False)
-    if present.returncode == 0 and present.stdout.strip() == str(size):
-        log.info("spark.yarn.archive %s already on HDFS", hdfs_path)
-        return False
-    staged, tmp = "/tmp/spark-jars.zip", f"{hdfs_path}.uploading"
-    _compose("cp", str(local), f"namenode:{staged}")
-    _compose("exec", "-T", "namenode", "bash", "-c",
-             f"hdfs dfs -put -f {staged} {tmp} && hdfs dfs -chmod 644 {tmp} && "
-             f"hdfs dfs -rm -f -skipTrash {hdfs_path} && hdfs dfs -mv {tmp} {hdfs_path} && "
-             f"rm -f {staged}")
-    log.info("uploaded spark.yarn.archive to %s (%.0f MB)", hdfs_path, size / 1e6)
-    return True
+def container(service: str) -> str:
+    """The container id of a service (for `docker kill`, `docker exec`)."""
+    done = compose("ps", "-q", "--all", service, capture=True)
+    return done.stdout.strip()
 
 
-def up() -> None:
+def check_ports() -> None:
+    """The published ports are free on the bind address (one line naming the port if not)."""
+    bind = os.environ.get("XRAY_BIND_ADDRESS", "127.0.0.1")
+    for name in ("namenode_rpc", "namenode_http", "datanode_http", "resourcemanager",
+                 "resourcemanager_http", "nodemanager_http", "history_http"):
+        port = config.CLUSTER_PORTS[name]
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((bind, port))
+            except OSError:
+                raise ClusterError(f"port {port} ({name}) on {bind} is already in use: stop "
+                                   f"whatever holds it or choose another with "
+                                   f"XRAY_PORT_{name.upper()}=<port>") from None
+
+
+def running() -> set[str]:
+    done = compose("ps", "--services", "--status", "running", check=False, capture=True)
+    return set(done.stdout.split()) if done.returncode == 0 else set()
+
+
+def healthy() -> bool:
+    return all(c.ok for c in health.all_checks(len(DATANODES), len(NODEMANAGERS)))
+
+
+def up() -> dict[str, float]:
+    """Images, configuration, `compose up --wait`, the shared HDFS dirs and Spark's jar
+    archive; a second call with everything healthy does nothing. Returns timings."""
     start = time.monotonic()
-    _compose("up", "-d")
-    deadline = start + config.CLUSTER_START_TIMEOUT_S
-    while not all(c.ok for c in health.all_checks(datanodes_expected=DATANODES)):
+    if not available():
+        raise ClusterError("no Docker engine with the compose plugin answers (`docker info`, "
+                           "`docker compose version`): start one with docker/engine.sh (as "
+                           "root), or use XRAY_CLUSTER=native make cluster-up")
+    timings = {}
+    if running() >= {"namenode", *DATANODES, "resourcemanager", *NODEMANAGERS, "history"} \
+            and healthy():
+        render()
+        log.info("Docker cluster %s already running and healthy: nothing to do",
+                 config.COMPOSE_PROJECT)
+        return timings
+    if not running():
+        check_ports()
+    images = ensure_images()
+    timings["images_s"] = time.monotonic() - start
+    render()
+    compose("up", "-d", "--wait", "--wait-timeout", str(int(COMPOSE_WAIT_S)),
+            env=compose_env(images))
+    deadline = time.monotonic() + config.CLUSTER_START_TIMEOUT_S
+    while not healthy():
         if time.monotonic() > deadline:
-            raise ClusterError("containers started but the cluster is not healthy after "
-                               f"{config.CLUSTER_START_TIMEOUT_S:.0f} s: "
-                               f"docker compose -f {COMPOSE_FILE} logs")
+            bad = [f"{c.name}: {c.detail}" for c in
+                   health.all_checks(len(DATANODES), len(NODEMANAGERS)) if not c.ok]
+            raise ClusterError(f"containers started but not healthy after "
+                               f"{config.CLUSTER_START_TIMEOUT_S:.0f} s ({'; '.join(bad)}): "
+                               f"docker compose -p {config.COMPOSE_PROJECT} logs")
         time.sleep(1)
-    ensure_spark_archive()
-    log.info("Docker cluster healthy in %.1f s", time.monotonic() - start)
+    timings["healthy_s"] = time.monotonic() - start
+    client = hdfs_setup.client()
+    hdfs_setup.prepare_dirs(client)
+    hdfs_setup.ensure_spark_archive(client)
+    timings["total_s"] = time.monotonic() - start
+    log.info("Docker cluster %s healthy in %.1f s (images %.1f s): web UIs on %s",
+             config.COMPOSE_PROJECT, timings["total_s"], timings["images_s"],
+             health.url("namenode_http"))
+    return timings
 
 
-def down() -> None:
-    _compose("down")
+def down(keep_data: bool = False) -> None:
+    """Stop and remove the containers and the network; the volumes too unless keep_data."""
+    compose("down", "--remove-orphans", "--timeout", "30", *(() if keep_data else ("--volumes",)))
+    log.info("Docker cluster %s removed%s", config.COMPOSE_PROJECT,
+             " (data volumes kept)" if keep_data else ", volumes included")
+
+
+def leftovers() -> list[str]:
+    """Containers, networks and volumes of the project that still exist (none after down)."""
+    label = f"label=com.docker.compose.project={config.COMPOSE_PROJECT}"
+    found = []
+    for kind, cmd in (("container", ["docker", "ps", "-aq", "--filter", label]),
+                      ("network", ["docker", "network", "ls", "-q", "--filter", label]),
+                      ("volume", ["docker", "volume", "ls", "-q", "--filter", label])):
+        out = subprocess.run(cmd, capture_output=True, text=True).stdout.split()
+        found += [f"{kind} {name}" for name in out]
+    return found

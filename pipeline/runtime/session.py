@@ -13,14 +13,16 @@ import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Iterator
 
+from py4j.protocol import Py4JError
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from pipeline import config
+from pipeline.cluster import pyenv
+from pipeline.cluster.errors import ClusterError
 from pipeline.runtime import shutdown
 from pipeline.runtime.cli import one_line
 
@@ -71,6 +73,17 @@ def get_session(app_name: str, master: str | None = None, verbose: bool = False)
     # (a SparkConf made before it is empty, and the defaults would override the user's).
     SparkContext._ensure_initialized()
     given = SparkConf()
+    if (master or given.get("spark.master", "")).startswith("yarn"):
+        # The executors' Python libraries travel with the job (pipeline.cluster.pyenv).
+        try:
+            shipped = pyenv.spark_settings(SparkContext._jvm, given)
+        except (ClusterError, Py4JError) as exc:
+            raise RuntimeError("could not ship the executors' Python environment: "
+                               f"{one_line(exc)}") from exc
+        if shipped:
+            os.environ["PYSPARK_PYTHON"] = shipped["spark.pyspark.python"]
+            for key, value in shipped.items():
+                builder = builder.config(key, value)
     if "PYSPARK_PYTHON" not in os.environ:
         # spark-submit turns spark.pyspark.python into this variable; started from plain
         # ``python`` nothing does, and pyspark would start workers with whatever ``python3``
@@ -108,14 +121,11 @@ def _startup_log(verbose: bool) -> Iterator[None]:
 
 
 def ship_package(spark: SparkSession) -> None:
-    """Send this ``pipeline`` package to the executors: on a multi-node cluster they have the
-    Python libraries (see README) but not our checkout."""
-    package = Path(__file__).resolve().parent
-    archive = Path(tempfile.mkdtemp(prefix="xray-py-")) / "pipeline.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(package.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                zf.write(path, path.relative_to(package.parent))
+    """Send this ``pipeline`` package to the executors: the packed environment
+    (pipeline.cluster.pyenv) leaves the project out, and a multi-node cluster's own Python has
+    the libraries (see README) but not our checkout. ``addPyFile`` puts it first on every
+    Python worker's path, so the driver's code wins over any installed copy."""
+    archive = pyenv.package_zip(Path(tempfile.mkdtemp(prefix="xray-py-")))
     spark.sparkContext.addPyFile(str(archive))
     # Executors fetch it from the driver lazily: it must outlive the job, not the process.
     atexit.register(shutil.rmtree, archive.parent, True)

@@ -117,11 +117,12 @@ def test_compose_file_is_valid():
     if not docker.compose_available():
         pytest.skip("no `docker compose` client on this machine: docker/compose.yaml is "
                     "not validated here")
+    env = docker.compose_env()  # the variables `cluster up` gives it
     done = subprocess.run(["docker", "compose", "-f", str(docker.COMPOSE_FILE), "config",
-                           "--quiet"], capture_output=True, text=True)
+                           "--quiet"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     profiles = subprocess.run(["docker", "compose", "-f", str(docker.COMPOSE_FILE),
                                "--profile", "gpu", "config", "--services"],
-                              capture_output=True, text=True, check=True).stdout.split()
-    assert {"namenode", "datanode1", "datanode2", "resourcemanager", "nodemanager",
-            "nodemanager-gpu", "history"} <= set(profiles)
+                              capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert {"namenode", "datanode1", "datanode2", "resourcemanager", "nodemanager1",
+            "nodemanager2", "nodemanager-gpu", "history"} <= set(profiles)
