@@ -88,7 +88,7 @@ def main() -> None:
         spark_rates = doc.training["images_per_s_per_epoch"]
         # The very films the job trained on (same sample, same patient-grouped split).
         listing = sample_listing(scan_tree(spark, data, ("train",)), cfg.max_images, cfg.seed)
-        fit = listing.with_validation(cfg.val_fraction, cfg.seed).images.query("~is_val")
+        fit = listing.with_validation(cfg.val_fraction, cfg.seed).images.filter("not is_val").toPandas()
         keras_rates = plain_keras(spark, cfg, list(fit["path"]), fit["label"].to_numpy("float32"))
         train_n = len(fit)
         spark.stop()

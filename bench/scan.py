@@ -7,15 +7,22 @@ For each size, a tree of that many films is made on local disk with hard links t
 films (no bytes copied), and listed as ``jobs/train.py`` lists it, each way in a fresh
 process with its own local Spark session:
 
-- ``old``: the walk with one Py4J call per field of every entry (the lister before this change);
-- ``walk``: ``scan_tree`` without a manifest: the same walk, folders listed in bulk;
-- ``manifest``: ``scan_tree`` with ingest's manifest beside the films: the manifest's table,
-  checked against the tree with a few requests per split.
+- ``old``: the walk with one Py4J call per field of every entry, every film a Python row on
+  the driver (the lister before the bulk listers);
+- ``walk``: ``scan_tree`` without a manifest: the split and class folders found on the
+  driver, the class folders' films listed and judged in Spark (a DataFrame);
+- ``manifest``: ``scan_tree`` with ingest's manifest beside the films: Spark reads the
+  manifest's table, checked against the tree with a few requests per split.
+
+Each listing includes the patient-grouped validation split (``with_validation``), as
+``jobs/train.py`` lists.
 
 All ways for one size run in one process, each after a warm-up listing of a 200-film tree
 (class loading and JIT are not the listing's cost). It prints the listing's time, the peak
-of the Python allocations during it (tracemalloc) and how far the JVM heap's peak rose above
-what it held before (MemoryPoolMXBean), for every size. ``--old-max`` keeps the old way to
+of the Python allocations during it (tracemalloc), how far the driver process's resident
+memory rose above what it held before (VmRSS, sampled every 5 ms) and how far the JVM
+heap's peak rose (MemoryPoolMXBean), for every size: flat in the number of films is the goal
+for the driver's Python. ``--old-max`` keeps the old way to
 the sizes it finishes in reasonable time. Only local disk: on HDFS each way also pays a
 NameNode request per folder (the old way's per-entry Py4J calls are the same there).
 """
@@ -28,6 +35,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -82,6 +90,28 @@ def _jvm_heap_peak_mb(spark, reset: bool = False) -> float:
     return total / 1e6
 
 
+def _rss_mb() -> float:
+    """This process's resident memory (VmRSS), in MB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class _RssPeak(threading.Thread):
+    """Samples VmRSS every 5 ms until stopped; ``peak`` is the highest seen."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = _rss_mb()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.005):
+            self.peak = max(self.peak, _rss_mb())
+
+
 def measure(modes: list[str], root: str, warm: str) -> list[dict]:
     """The listings in this process (``main`` runs one per tree size), each after a warm-up
     on the small tree ``warm`` and a JVM GC: seconds, the Python allocations' peak during the
@@ -96,14 +126,19 @@ def measure(modes: list[str], root: str, warm: str) -> list[dict]:
         gc.collect()
         spark.sparkContext._jvm.System.gc()
         before = _jvm_heap_peak_mb(spark, reset=True)
+        rss_before, sampler = _rss_mb(), _RssPeak()
+        sampler.start()
         tracemalloc.start()
         started = time.perf_counter()
         films = _list(spark, mode, root)
         seconds = time.perf_counter() - started
         python_peak = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
+        sampler.done.set()
+        sampler.join()
         results.append({"mode": mode, "films": films, "seconds": round(seconds, 3),
                         "python_peak_mb": round(python_peak, 1),
+                        "rss_growth_mb": round(sampler.peak - rss_before, 1),
                         "jvm_heap_growth_mb": round(_jvm_heap_peak_mb(spark) - before, 1)})
     return results
 
@@ -111,20 +146,26 @@ def measure(modes: list[str], root: str, warm: str) -> list[dict]:
 def _list(spark, mode: str, root: str) -> int:
     """List ``root``'s train split the ``mode`` way; how many films were accepted."""
     from pipeline.data import dataset
+    from pipeline.data.split import validation_mask
     from pipeline.data.tree import walk
 
     if mode == "old":
         base = "file:" + str(Path(root).resolve())
         found = walk(base, _per_entry_lister(spark, base), ("train",))
-        return len(dataset.pd.DataFrame(
+        films = dataset.pd.DataFrame(
             [(f.path, f.split, float(config.CLASSES[f.class_name]), patient_id(f.path), False)
-             for f in found.files], columns=[f.name for f in dataset.META_SCHEMA.fields]))
+             for f in found.files], columns=[f.name for f in dataset.META_SCHEMA.fields])
+        return len(films.assign(is_val=validation_mask(films)))
     manifest = Path(root) / config.MANIFEST_NAME
     hidden = manifest.with_name(".manifest-aside")
     if mode == "walk" and manifest.exists():
         manifest.rename(hidden)
     try:
-        return len(dataset.scan_tree(spark, root, ("train",)).images)
+        listing = dataset.scan_tree(spark, root, ("train",)).with_validation(
+            config.VALIDATION_FRACTION, config.SEED)
+        films = listing.images.count()
+        listing.images.unpersist()
+        return films
     finally:
         if hidden.exists():
             hidden.rename(manifest)
@@ -169,6 +210,7 @@ def main() -> None:
     (warm / config.MANIFEST_NAME).unlink(missing_ok=True)
     (warm / config.MANIFEST_NAME).write_bytes(to_csv(make_tree(args.data_root, warm, 200)))
     results = []
+    print("load average (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg(), flush=True)
     for size in (int(s) for s in args.sizes.split(",")):
         root = args.work / f"tree-{size}" / "chest_xray"
         started = time.perf_counter()
@@ -176,6 +218,7 @@ def main() -> None:
         rows = make_tree(args.data_root, root, size)
         (root / config.MANIFEST_NAME).write_bytes(to_csv(rows))
         print(f"{size} films: tree made in {time.perf_counter() - started:.1f} s", flush=True)
+        print("load average before listing: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
         modes = [m for m in MODES if m != "old" or size <= args.old_max]
         done = subprocess.run([sys.executable, __file__, "--one", ",".join(modes), str(root),
                                str(warm)], capture_output=True, text=True, check=True)
@@ -184,12 +227,13 @@ def main() -> None:
             results.append(result)
             print(json.dumps(result), flush=True)
     print(f"\n{'films':>8} {'mode':>9} {'list s':>8} {'vs old':>7} {'us/film':>8} "
-          f"{'py peak MB':>11} {'jvm heap +MB':>13}")
+          f"{'py peak MB':>11} {'rss +MB':>8} {'jvm heap +MB':>13}")
     old = {r["films"]: r["seconds"] for r in results if r["mode"] == "old"}
     for r in results:
         ratio = f"{old[r['films']] / max(r['seconds'], 1e-9):.1f}x" if r["films"] in old else "-"
         print(f"{r['films']:>8} {r['mode']:>9} {r['seconds']:>8.2f} {ratio:>7} "
               f"{r['seconds'] / r['films'] * 1e6:>8.1f} {r['python_peak_mb']:>11} "
+              f"{r['rss_growth_mb']:>8} "
               f"{r['jvm_heap_growth_mb']:>13}")
 
 

@@ -6,11 +6,20 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import CLASSES, MANIFEST_NAME
-from pipeline.data.dataset import _hadoop_lister, metadata, read_images, scan_tree, unread
+from pipeline.data import dataset
+from pipeline.data.dataset import (
+    _hadoop_files,
+    _hadoop_lister,
+    _local_files,
+    metadata,
+    read_images,
+    scan_tree,
+    unread,
+)
 from pipeline.data.local_tree import local_lister
 from pipeline.data.manifest import ManifestRow, to_csv
 from pipeline.data.rules import Skipped
-from pipeline.data.tree import TreeError
+from pipeline.data.tree import TreeError, walk
 from tests import reasons as R
 from tests.trees import valid_tree, write_image
 
@@ -36,7 +45,7 @@ def messy_tree(tmp_path):
 
 def test_scan_accepts_and_explains(spark, messy_tree):
     listing = scan_tree(spark, str(messy_tree), ("train",))
-    names = {p.rsplit("/", 1)[1]: (s, lbl, pid) for p, s, lbl, pid, _ in listing.images.itertuples(index=False)}
+    names = {p.rsplit("/", 1)[1]: (s, lbl, pid) for p, s, lbl, pid, _ in listing.images.toPandas().itertuples(index=False)}
     assert names == {
         "IM-0001-0001.jpeg": ("train", 0.0, "IM-0001"),
         "IM-0001-0002.png": ("train", 0.0, "IM-0001"),
@@ -67,7 +76,7 @@ def test_missing_root(spark, tmp_path):
 def test_both_readers_join_every_accepted_file(spark, messy_tree, reader):
     listing = scan_tree(spark, str(messy_tree), ("train",))
     rows = read_images(spark, listing, reader).select("path", "label", "patient_id").collect()
-    assert sorted(r.path for r in rows) == sorted(listing.images.path)
+    assert sorted(r.path for r in rows) == sorted(listing.images.toPandas().path)
 
 
 def _write_manifest(root: Path) -> None:
@@ -89,14 +98,15 @@ def test_a_manifest_that_describes_the_tree_lists_it(spark, tmp_path, caplog):
     _write_manifest(root)
 
     listed = scan_tree(spark, str(root), ("train", "test"))
+    listed.images, walked.images = listed.images.toPandas(), walked.images.toPandas()
     assert listed.images["patient_id"].str.startswith("from-manifest-").all()
     columns = ["path", "split", "label", "is_val"]
     assert listed.images[columns].sort_values("path").reset_index(drop=True).equals(
         walked.images[columns].sort_values("path").reset_index(drop=True))
     assert listed.skipped == walked.skipped == []
     assert listed.warnings == walked.warnings == [f"{walked.root}/test/NORMAL/: no images in class folder"]
-    only_test = scan_tree(spark, str(root), ("test",))
-    assert set(only_test.images["split"]) == {"test"} and len(only_test.images) == 2
+    only_test = scan_tree(spark, str(root), ("test",)).images.toPandas()
+    assert set(only_test["split"]) == {"test"} and len(only_test) == 2
 
 
 @pytest.mark.parametrize("change", ["litter", "new film", "appended", "moved"])
@@ -115,10 +125,11 @@ def test_a_tree_changed_after_its_manifest_is_walked(spark, tmp_path, change):
         film.rename(root / "train" / "PNEUMONIA" / film.name)
 
     listing = scan_tree(spark, str(root), ("train",))
-    assert not listing.images["patient_id"].str.startswith("from-manifest-").any()
+    films = listing.images.toPandas()
+    assert not films["patient_id"].str.startswith("from-manifest-").any()
     expected = {"litter": [Skipped(f"{listing.root}/train/NORMAL/.DS_Store", R.HIDDEN)]}
     assert listing.skipped == expected.get(change, [])
-    assert len(listing.images) == {"new film": 5}.get(change, 4)
+    assert len(films) == {"new film": 5}.get(change, 4)
 
 
 def test_bulk_hadoop_lister_sees_what_scandir_sees(spark, tmp_path):
@@ -157,3 +168,42 @@ def test_a_film_that_cannot_be_read_is_named_not_fatal(spark, tmp_path):
     assert lost[0].reason.startswith(R.UNREADABLE), lost[0].reason
     assert "FileNotFoundException" in lost[0].reason
     assert unread(spark, metadata(spark, listing), metadata(spark, listing)) == []
+
+
+def test_the_class_folders_listed_in_the_jvm_are_judged_as_scandir_sees_them(spark, tmp_path):
+    """``_hadoop_files`` (HDFS and any other Hadoop file system), tried on a local tree: the
+    same rows as the local listing in Spark tasks, also when a name defeats the bulk text."""
+    root = tmp_path / "chest_xray"
+    write_image(root / "train/NORMAL/IM-0001-0001.jpeg", 30, 20, "L", fmt="JPEG")
+    write_image(root / "train/NORMAL/a b é #%20,;'x.png", 10, 10, "RGB")
+    (root / "train/NORMAL/.DS_Store").write_bytes(b"\0\0")
+    (root / "train/NORMAL/empty.jpeg").write_bytes(b"")
+    (root / "train/NORMAL/nested").mkdir()
+    write_image(root / "train/PNEUMONIA/person1_virus_1.jpeg", 30, 20, "L", fmt="JPEG")
+    (root / "train/PNEUMONIA/notes.txt").write_text("x")
+    base = f"file:{root.resolve()}"
+    folders = walk(base, local_lister(root.resolve(), "file:"), ("train",),
+                   list_files=False).class_folders
+
+    def rows(frame):
+        return sorted((tuple(r) for r in frame.collect()), key=lambda r: r[1])
+
+    expected = rows(_local_files(spark, base, folders))
+    assert rows(_hadoop_files(spark, folders)) == expected
+    assert [r[4] for r in expected].count(None) == 3 and len(expected) == 7
+    (root / "train/PNEUMONIA/line\nbreak.jpeg").write_bytes(b"x")
+    expected = rows(_local_files(spark, base, folders))
+    assert rows(_hadoop_files(spark, folders)) == expected and len(expected) == 8
+
+
+def test_skipped_files_beyond_the_cap_are_counted_not_named(spark, tmp_path, monkeypatch):
+    root = valid_tree(tmp_path / "chest_xray", per_class=2, splits=("train",))
+    for i in range(5):
+        (root / "train" / "NORMAL" / f"notes{i}.txt").write_text("x")
+    monkeypatch.setattr(dataset, "MAX_NAMED", 2)
+    listing = scan_tree(spark, str(root), ("train",))
+    assert listing.skipped == [Skipped(f"{listing.root}/train/NORMAL/notes{i}.txt", R.BAD_SUFFIX)
+                               for i in range(2)]
+    assert f"{listing.root}: 3 more skipped files not named (the first 2 by path are)" in \
+        listing.warnings
+    assert listing.images.count() == 4

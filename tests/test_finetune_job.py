@@ -104,7 +104,8 @@ def test_validation_is_the_patient_grouped_split(spark, runs, tree):
     out, doc = runs["cnn"]
     cfg = FinetuneConfig(arch="cnn", data=str(tree), out=str(out), max_images=MAX_IMAGES)
     listing = sample_listing(scan_tree(spark, str(tree), ("train", "test")), MAX_IMAGES, cfg.seed)
-    train = listing.with_validation(cfg.val_fraction, cfg.seed).images.query("split == 'train'")
+    train = listing.with_validation(cfg.val_fraction, cfg.seed).images.toPandas().query(
+        "split == 'train'")
     val_paths = set(train["path"][train["is_val"]])
     predictions = _predictions(out)
     assert set(predictions.loc[predictions["subset"] == "validation", "path"]) == val_paths

@@ -7,7 +7,7 @@ import pytest
 from pyspark import SparkConf
 
 from pipeline.finetune.barrier import gpu_profile, wants_gpu
-from pipeline.data.dataset import Listing
+from pipeline.data.dataset import META_SCHEMA, Listing
 from pipeline.data.rules import Skipped
 from pipeline.finetune.job import evaluate_scores, sample_listing
 from pipeline.finetune.fit import class_weights
@@ -66,12 +66,12 @@ def test_gpu_request_follows_what_the_cluster_offers(spark):
     assert executor["gpu"].amount == 1 and executor["gpu"].discoveryScript.endswith("gpu-discovery.sh")
 
 
-def test_sampling_a_listing_keeps_its_skipped_files_and_warnings():
+def test_sampling_a_listing_keeps_its_skipped_files_and_warnings(spark):
     images = pd.DataFrame({"path": [f"p{i}" for i in range(6)], "split": ["train"] * 6,
                            "label": [0.0, 1.0] * 3, "patient_id": [f"x{i}" for i in range(6)],
                            "is_val": [False] * 6})
-    listing = Listing("file:/t", images, [Skipped("file:/t/.a", "hidden file or folder")],
+    listing = Listing("file:/t", spark.createDataFrame(images, META_SCHEMA), [Skipped("file:/t/.a", "hidden file or folder")],
                       ["file:/t/test/NORMAL: class folder missing"])
     sampled = sample_listing(listing, 4, seed=1)
-    assert len(sampled.images) == 4
+    assert sampled.images.count() == 4
     assert sampled.skipped == listing.skipped and sampled.warnings == listing.warnings

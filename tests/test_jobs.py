@@ -50,8 +50,8 @@ def test_threshold_is_recomputed_from_the_held_out_patients(spark, trained, tree
     cfg, model, _ = trained
     summary = model.summary
     listing = scan_tree(spark, str(tree), ("train",)).with_validation(cfg.val_fraction, cfg.seed)
-    val = listing.images[listing.images["is_val"]]
-    fit = listing.images[~listing.images["is_val"]]
+    films = listing.images.toPandas()
+    val, fit = films[films["is_val"]], films[~films["is_val"]]
     assert not set(val["patient_id"]) & set(fit["patient_id"])
     assert summary.split["validation"]["films"] == len(val) > 0
     assert summary.split["fit"]["films"] == len(fit) > len(val)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data.patients import patient_id
-from pipeline.data.split import patient_folds, validation_mask
+from pipeline.data.split import patient_folds, split_counts, validation_mask, validation_patients
 
 
 def _frame() -> pd.DataFrame:
@@ -36,6 +36,26 @@ def test_deterministic_per_seed():
     frame = _frame()
     assert validation_mask(frame, 0.2, seed=3).equals(validation_mask(frame.copy(), 0.2, seed=3))
     assert not validation_mask(frame, 0.2, seed=3).equals(validation_mask(frame, 0.2, seed=4))
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_the_spark_split_is_the_same_split(spark, seed):
+    """The jobs draw the split in Spark (``validation_patients``): the same patients as
+    ``validation_mask``, whatever order the rows come in; a patient with films of both
+    classes counts as pneumonia in both."""
+    frame = pd.concat([_frame(), pd.DataFrame({"path": ["IM-0999-0001.jpeg", "x.jpeg"],
+                                               "label": [0, 1], "patient_id": ["both", "both"]})])
+    frame = frame.assign(label=frame.label.astype(float))
+    rows = spark.createDataFrame(frame.sample(frac=1, random_state=seed)).repartition(3)
+    chosen = {r.patient_id for r in validation_patients(rows, 0.2, seed).collect()}
+    expected = set(frame[validation_mask(frame, 0.2, seed)].patient_id)
+    assert chosen == expected and 0 < len(chosen) < frame.patient_id.nunique()
+    counts = split_counts(rows.withColumn("is_val", rows.patient_id.isin(list(chosen))))
+    fit = frame[~frame.patient_id.isin(chosen)]
+    assert counts["validation"]["films"] == len(frame) - len(fit)
+    assert counts["fit"] == {"films": len(fit), "patients": fit.patient_id.nunique(),
+                             "pneumonia": int((fit.label == 1).sum()),
+                             "normal": int((fit.label == 0).sum())}
 
 
 def test_bad_fraction():

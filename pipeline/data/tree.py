@@ -60,10 +60,16 @@ class TreeListing:
     files: list[Candidate] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: With ``walk(..., list_files=False)``: the class folders found, as (folder, split,
+    #: relative path), their files neither listed nor judged (the caller lists them, e.g.
+    #: with Spark; ``file_problem`` is the rule). ``files`` stays empty.
+    class_folders: list[tuple[Entry, str, str]] = field(default_factory=list)
 
 
-def walk(root: str, list_folder: Lister, splits: Sequence[str] | None = None) -> TreeListing:
-    """Walk ``root``: the given splits (each must exist), else every split present."""
+def walk(root: str, list_folder: Lister, splits: Sequence[str] | None = None,
+         list_files: bool = True) -> TreeListing:
+    """Walk ``root``: the given splits (each must exist), else every split present. With
+    ``list_files`` False the class folders are found but not listed (``class_folders``)."""
     top = list_folder(root)
     present = frozenset(e.name for e in top if e.name in config.SPLITS and e.is_dir
                         and not e.problem)
@@ -78,7 +84,7 @@ def walk(root: str, list_folder: Lister, splits: Sequence[str] | None = None) ->
     elif not present:
         raise TreeError(f"no split folder ({', '.join(config.SPLITS)}) in {root}")
     wanted = tuple(s for s in config.SPLITS if s in (splits or present))
-    walker = _Walker(list_folder, TreeListing(wanted, present))
+    walker = _Walker(list_folder, TreeListing(wanted, present), list_files)
     for entry in top:
         if entry.name in present:
             if entry.name in wanted:
@@ -92,10 +98,17 @@ def _problem(entry: Entry) -> str | None:
     return rules.name_problem(entry.name) or entry.problem
 
 
+def file_problem(entry: Entry) -> str | None:
+    """Why an entry of a class folder is not a film to read (None: it is a candidate)."""
+    return _problem(entry) or (rules.NESTED_FOLDER if entry.is_dir
+                               else rules.file_problem(entry.name, entry.size))
+
+
 class _Walker:
-    def __init__(self, list_folder: Lister, listing: TreeListing) -> None:
+    def __init__(self, list_folder: Lister, listing: TreeListing, list_files: bool) -> None:
         self.list_folder = list_folder
         self.listing = listing
+        self.list_files = list_files
 
     def skip(self, rel: str, reason: str) -> None:
         self.listing.skipped.append(Skipped(rel, reason))
@@ -124,7 +137,10 @@ class _Walker:
         for entry, rel in self.usable(folder, folder.name):
             if entry.name in config.CLASSES and entry.is_dir:
                 seen.add(entry.name)
-                self.class_folder(entry, folder.name, rel)
+                if self.list_files:
+                    self.class_folder(entry, folder.name, rel)
+                else:
+                    self.listing.class_folders.append((entry, folder.name, rel))
             elif entry.is_dir:
                 self.skip(rel, rules.unknown_class_folder(entry.name))
             else:
@@ -137,7 +153,7 @@ class _Walker:
         """One class folder: regular, non-empty files with an image suffix."""
         found = 0
         for entry, rel in self.usable(folder, rel_folder):
-            reason = rules.NESTED_FOLDER if entry.is_dir else rules.file_problem(entry.name, entry.size)
+            reason = file_problem(entry)
             if reason:
                 self.skip(rel, reason)
                 continue

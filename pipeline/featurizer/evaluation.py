@@ -9,6 +9,7 @@ needs to fit its calibration and threshold on (``pipeline.report.ensemble``).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from pipeline import config
 from pipeline.data.dataset import Listing, scan_tree
@@ -58,17 +60,16 @@ def _listing_for(spark: SparkSession, cfg: EvalConfig, saved: SavedModel) -> Lis
     validation = cfg.split == VALIDATION or cfg.with_validation
     if not validation:
         listing = scan_tree(spark, cfg.data, (cfg.split,))
-        listing.images["subset"] = cfg.split
-        return listing
+        return dataclasses.replace(listing, images=listing.images.withColumn("subset",
+                                                                            F.lit(cfg.split)))
     if saved.summary is None:
         raise ValueError(f"{cfg.model} has no training summary: its validation split is unknown")
     train = saved.summary.config
     splits = ("train",) if cfg.split == VALIDATION else ("train", cfg.split)
     listing = scan_tree(spark, cfg.data, splits).with_validation(train.val_fraction, train.seed)
-    images = listing.images
-    images = images[images["is_val"] | (images["split"] == cfg.split)].reset_index(drop=True)
-    listing.images = images.assign(subset=np.where(images["is_val"], VALIDATION, cfg.split))
-    return listing
+    images = listing.images.filter(F.col("is_val") | (F.col("split") == cfg.split))
+    return dataclasses.replace(listing, images=images.withColumn(
+        "subset", F.when(F.col("is_val"), VALIDATION).otherwise(cfg.split)))
 
 
 def _threshold(cfg: EvalConfig, saved: SavedModel) -> tuple[float, str]:
@@ -107,7 +108,7 @@ def evaluate(spark: SparkSession, cfg: EvalConfig) -> MetricsDocument:
         listing.log_summary()
     done = featurize(spark, featurizer, listing, cfg.reader, f"featurize {cfg.split}", timings)
     with step(spark, f"evaluate {cfg.split}", timings):
-        subsets = spark.createDataFrame(listing.images[["path", "subset"]])
+        subsets = listing.images.select("path", "subset")
         every = (classifier.transform(done.frame.join(subsets, on="path"))
                  .select("subset", "path", "label", pneumonia_score().alias("score"), "prediction")
                  .orderBy("subset", "path").toPandas())

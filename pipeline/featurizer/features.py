@@ -37,7 +37,7 @@ ERROR_COL = "featurize_error"
 _CACHE_META = "_featurizer.json"
 #: Version of what a cache holds (3: vectors by path only; 4: pooled in float32 outside the
 #: network); older caches are redone.
-_CACHE_FORMAT = 4
+_CACHE_FORMAT = 5
 
 
 @dataclass
@@ -88,6 +88,14 @@ def featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, listing: Lis
     return Featurized(good, skipped, total, copies)
 
 
+def _fingerprint(listing: Listing) -> dict:
+    """How many films ``listing`` holds and the sha256 of their sorted paths, computed by
+    Spark: the driver never holds the paths."""
+    row = listing.images.agg(F.count(F.lit(1)).alias("count"), F.sha2(F.concat_ws(
+        "\n", F.array_sort(F.collect_list("path"))), 256).alias("paths_sha256")).first()
+    return {"count": int(row["count"]), "paths_sha256": row["paths_sha256"]}
+
+
 def cached_featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, listing: Listing,
                      reader: str, cache_uri: str | None, name: str,
                      timings: dict[str, float]) -> Featurized:
@@ -97,22 +105,22 @@ def cached_featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, listi
         return featurize(spark, featurizer, listing, reader, name, timings)
     fs = HadoopFS(spark, cache_uri)
     identity = _featurizer_identity(featurizer)
-    paths = sorted(listing.images["path"])
+    films = _fingerprint(listing)
     meta_uri = f"{cache_uri.rstrip('/')}/{_CACHE_META}"
     if fs.exists(meta_uri):
         meta = json.loads(fs.read_bytes(meta_uri))
-        if meta.get("featurizer") == identity and sorted(meta.get("paths", [])) == paths:
-            log.info("reusing features from %s (%d images)", cache_uri, len(paths))
+        if meta.get("featurizer") == identity and meta.get("films") == films:
+            log.info("reusing features from %s (%d images)", cache_uri, films["count"])
             timings[name] = 0.0
             vectors = spark.read.parquet(cache_uri)
             return Featurized(metadata(spark, listing).join(vectors, on="path"),
-                              [Skipped(**s) for s in meta["skipped"]], len(paths),
+                              [Skipped(**s) for s in meta["skipped"]], films["count"],
                               [Duplicate(**d) for d in meta["duplicates"]])
         log.info("feature cache %s was made from other images or settings: recomputing", cache_uri)
     done = featurize(spark, featurizer, listing, reader, name, timings)
     with atomic_output(spark, cache_uri) as tmp:
         done.frame.select("path", featurizer.getOutputCol()).write.parquet(tmp)
-        meta = {"featurizer": identity, "paths": paths,
+        meta = {"featurizer": identity, "films": films,
                 "skipped": [dataclasses.asdict(s) for s in done.skipped],
                 "duplicates": [dataclasses.asdict(d) for d in done.duplicates]}
         HadoopFS(spark, tmp).write_bytes(f"{tmp}/{_CACHE_META}", json.dumps(meta).encode())

@@ -59,8 +59,10 @@ def _part(scored: pd.DataFrame) -> ScoredPart:
 def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
                    listing: Listing) -> dict:
     """``cfg.cv_folds`` folds of the featurized train films: per fold, the final recipe on
-    the other folds, graded on it (``pipeline.report.crossval``)."""
-    images = listing.images
+    the other folds, graded on it (``pipeline.report.crossval``). The folds are drawn on the
+    driver from the featurized films' patients and labels (their scores come there too)."""
+    images = (listing.images.join(frame.select("path"), on="path")
+              .select("path", "patient_id", "label").orderBy("path").toPandas())
     folds = patient_folds(images, cfg.cv_folds, cfg.seed)
     roles = pd.DataFrame({"path": images["path"]})
     for k in range(cfg.cv_folds):
@@ -115,10 +117,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
     cross_validation = None
     if cfg.cv_folds:
         with step(spark, f"cross-validate ({cfg.cv_folds} folds)", timings):
-            featurized = set(done.frame.select("path").toPandas()["path"])
-            usable = listing.images[listing.images["path"].isin(featurized)].reset_index(drop=True)
-            cross_validation = cross_validate(spark, cfg, done.frame,
-                                              dataclasses.replace(listing, images=usable))
+            cross_validation = cross_validate(spark, cfg, done.frame, listing)
 
     with step(spark, "fit classifier", timings):
         lr_model, class_weights = _fit(cfg, done.frame.filter(~F.col("is_val")))
@@ -134,7 +133,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
 
     timings["total"] = round(time.monotonic() - started, 3)  # saving the model excluded
     summary = TrainingSummary(
-        config=cfg, listed=len(listing.images), featurized=done.total - len(done.skipped),
+        config=cfg, listed=listing.images.count(), featurized=done.total - len(done.skipped),
         skipped=listing.skipped + done.skipped, duplicates=done.duplicates,
         warnings=listing.warnings, split=split_counts(listing.images),
         class_weights={str(k): v for k, v in class_weights.items()}, threshold=threshold,

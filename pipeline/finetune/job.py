@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from pipeline import config
 from pipeline.data.dataset import Listing, scan_tree
@@ -114,13 +115,18 @@ class FinetuneConfig:
 
 
 def sample_listing(listing: Listing, max_images: int | None, seed: int) -> Listing:
-    """At most ``max_images`` films per split, a seeded random choice (for quick runs)."""
+    """At most ``max_images`` films per split, a seeded random choice (for quick runs): each
+    split's films, in path order, sampled in one Spark task."""
     if max_images is None:
         return listing
-    parts = [g.sample(n=min(len(g), max_images), random_state=seed)
-             for _, g in listing.images.groupby("split", sort=True)]
-    images = pd.concat(parts).sort_values("path").reset_index(drop=True)
-    log.info("--max-images %d: using %d of %d films", max_images, len(images), len(listing.images))
+
+    def sample(films: pd.DataFrame) -> pd.DataFrame:
+        films = films.sort_values("path").reset_index(drop=True)
+        return films.sample(n=min(len(films), max_images), random_state=seed)
+
+    images = listing.images.groupBy("split").applyInPandas(sample, listing.images.schema).persist()
+    log.info("--max-images %d: using %d of %d films", max_images, images.count(),
+             listing.images.count())
     return dataclasses.replace(listing, images=images)  # skipped files and warnings kept
 
 
@@ -139,7 +145,7 @@ def _scan(spark: SparkSession, cfg: FinetuneConfig) -> Listing:
 
 def checked_split_counts(listing: Listing) -> dict:
     """Films, patients and classes of the fit and validation parts; both need both classes."""
-    counts = split_counts(listing.images[listing.images["split"] == "train"])
+    counts = split_counts(listing.images.filter(F.col("split") == "train"))
     for part, c in counts.items():
         if not c["normal"] or not c["pneumonia"]:
             raise ValueError(f"the {part} part of train needs both classes, found {c}")

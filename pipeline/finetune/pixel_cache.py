@@ -89,7 +89,7 @@ def write_pixel_cache(spark: SparkSession, listing: Listing, image_size: int, ur
     """Decode ``listing``'s films at ``image_size`` into Parquet at ``uri``."""
     row_bytes = image_size * image_size * 3
     parts = max(spark.sparkContext.defaultParallelism,
-                math.ceil(len(listing.images) * row_bytes / _FILE_BYTES))
+                math.ceil(listing.images.count() * row_bytes / _FILE_BYTES))
     decoded = (read_images(spark, listing, "binaryFile")
                .select(*(f.name for f in META_SCHEMA.fields), HASH_COL, "image")
                .repartition(parts)

@@ -2,8 +2,9 @@
 shared one is never touched) with a second DataNode this test starts beside it.
 
 Four bytes are flipped in a block replica file under a DataNode's data dir, as a failing disk
-would do it. With one replica the film has no good copy: train and evaluate must name it
-(``rules.HDFS_CHECKSUM``) and go on with the rest, and ``ingest --verify`` must name it. With
+would do it. With one replica the film has no good copy: train, evaluate (with either reader:
+raw bytes or Spark's image source) and fine-tune must name it (``rules.HDFS_CHECKSUM``) and go
+on with the rest, and ``ingest --verify`` must name it. With
 two replicas HDFS reads the good one: nothing is lost and nothing is named.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 import requests
 
 from jobs import evaluate as evaluate_job
+from jobs import finetune as finetune_job
 from jobs import train as train_job
 from pipeline import config
 from pipeline.cluster import jars
@@ -190,6 +192,37 @@ def test_evaluate_names_the_rotten_film_and_scores_the_rest(nodes, runs, record_
         scored = {row["path"] for row in csv.DictReader(f)}
     assert len(scored) == 2 * PER_CLASS - 1 and film not in scored
     record_property("evaluate", [line for line in logs.splitlines() if "featurize test:" in line])
+
+
+def test_evaluate_with_the_image_source_names_the_rotten_film(nodes, runs):
+    """Spark's ``image`` reader is another file source: the rotten film is named the same way."""
+    out, _, _ = runs
+    code, stderr, _ = run_in_process(evaluate_job, [
+        "--data", nodes.uri("/data"), "--model", str(out / "model"), "--reader", "image",
+        "--out", str(out / "image-report")])
+    assert code == 0, stderr[-3000:]
+    doc = json.loads((out / "image-report" / "metrics.json").read_text())
+    assert doc["skipped"] == [{"path": nodes.uri(f"/data/{CORRUPT[1]}"), "reason": R.HDFS_CHECKSUM}]
+    assert doc["metrics"]["counts"]["total"] == 2 * PER_CLASS - 1
+
+
+def test_finetune_names_the_rotten_films_and_trains_on_the_rest(nodes, runs):
+    """Fine-tuning's pixel cache reads the films of train and test: both rotten films are
+    named, the rest are decoded, trained on and scored."""
+    out, _, _ = runs
+    code, stderr, logs = run_in_process(finetune_job, [
+        "--data", nodes.uri("/data"), "--out", str(out / "finetune"), "--arch", "cnn",
+        "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--split", "test"])
+    assert code == 0, stderr[-3000:]
+    doc = json.loads((out / "finetune" / "metrics.json").read_text())
+    rotten = sorted(nodes.uri(f"/data/{rel}") for rel in CORRUPT)
+    assert doc["skipped"] == [{"path": film, "reason": R.HDFS_CHECKSUM} for film in rotten]
+    assert doc["metrics"]["counts"] == {"NORMAL": PER_CLASS, "PNEUMONIA": PER_CLASS - 1,
+                                        "total": 2 * PER_CLASS - 1}
+    split = doc["training"]["split"]
+    assert split["fit"]["films"] + split["validation"]["films"] == 2 * PER_CLASS
+    for film in rotten:
+        assert f"{film}: {R.HDFS_CHECKSUM}" in logs
 
 
 def test_verify_names_rotten_changed_and_missing_films(nodes, tree):
