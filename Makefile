@@ -99,7 +99,7 @@ ifeq (best,$(filter best,$(MAKECMDGOALS)))
   endif
 endif
 best: venv
-	@start=$$(date +%s); \
+	@mkdir -p $(OUT); start=$$(date +%s); \
 	$(SUBMIT) jobs/train.py --data $(BEST_DATA) --model-out $(OUT)/model \
 		--features-cache $(OUT)/features $(BEST_FLAGS) && \
 	$(SUBMIT) jobs/evaluate.py --data $(BEST_DATA) --model $(OUT)/model --out $(OUT)/report \
