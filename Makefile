@@ -79,7 +79,7 @@ clean:
 # (the validation part carved from it, the 5-fold cross-validation in its summary), then grade
 # PATH/test into OUT/report (metrics.json, report.html). Model in OUT/model, features in
 # OUT/features. Arguments are checked before anything runs: one `***` line if they are wrong.
-BEST_FLAGS := --weights none --input-size 150 --cv 5
+BEST_FLAGS := --weights none --cv 5
 BEST_DATA = $(patsubst file://%,%,$(DATA))
 ifeq (best,$(filter best,$(MAKECMDGOALS)))
   ifeq ($(strip $(DATA)),)
