@@ -18,7 +18,7 @@ DEMO_DATA := $(if $(DATA),$(DATA),demo-data/chest_xray)
 SUBMIT := SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/spark-submit --master '$(MASTER)' \
 	--driver-java-options '-Dlog4j.configurationFile=$(abspath spark-conf/log4j2.properties)'
 
-.PHONY: venv browser test test-compose demo demo-local sample-data clean
+.PHONY: venv browser test test-compose demo demo-local sample-data clean best
 
 venv: $(STAMP)
 
@@ -82,6 +82,38 @@ demo: venv $(if $(DATA),,sample-data) cluster-up
 
 clean:
 	rm -rf out demo-data .pytest_cache
+
+# `make best DATA=PATH OUT=DIR`: the recipe the cross-validation on train chose (README,
+# "Choosing the recipe"), end to end on a local tree with `local[2]` Spark: train on PATH/train
+# (the validation part carved from it, the 5-fold cross-validation in its summary), then grade
+# PATH/test into OUT/report (metrics.json, report.html). Model in OUT/model, features in
+# OUT/features. Arguments are checked before anything runs: one `***` line if they are wrong.
+BEST_FLAGS := --weights none --cv 5
+BEST_DATA = $(patsubst file://%,%,$(DATA))
+ifeq (best,$(filter best,$(MAKECMDGOALS)))
+  ifeq ($(strip $(DATA)),)
+    $(error make best needs DATA=PATH: a local chest_xray tree with train and test folders)
+  endif
+  ifeq ($(origin OUT),file)
+    $(error make best needs OUT=DIR: where the model and the test report go)
+  endif
+  ifneq ($(findstring ://,$(BEST_DATA)),)
+    $(error make best runs on this machine: DATA=$(DATA) must be a local path (use the jobs for HDFS))
+  endif
+  ifeq ($(wildcard $(BEST_DATA)/train/.),)
+    $(error make best: $(BEST_DATA) has no train split (expected $(BEST_DATA)/train/NORMAL and PNEUMONIA))
+  endif
+  ifeq ($(wildcard $(BEST_DATA)/test/.),)
+    $(error make best: $(BEST_DATA) has no test split to grade (expected $(BEST_DATA)/test/NORMAL and PNEUMONIA))
+  endif
+endif
+best: venv
+	@mkdir -p $(OUT); start=$$(date +%s); \
+	$(SUBMIT) jobs/train.py --data $(BEST_DATA) --model-out $(OUT)/model \
+		--features-cache $(OUT)/features $(BEST_FLAGS) && \
+	$(SUBMIT) jobs/evaluate.py --data $(BEST_DATA) --model $(OUT)/model --out $(OUT)/report \
+		--split test && \
+	echo "make best: $$(( $$(date +%s) - start )) s; report: $(abspath $(OUT))/report/report.html"
 
 # --- cluster: Hadoop/YARN + Spark History Server (pipeline/cluster, docs/cluster.md) -------
 # Native Java processes on loopback; XRAY_CLUSTER=docker for Docker Compose (docker/), after

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from pipeline import config
-from pipeline.report.ensemble import ensemble
+from pipeline.report.ensemble import cross_validated_ensemble, ensemble
 from pipeline.runtime.cli import base_parser, run_job
 from pipeline.runtime.session import get_session
 
@@ -21,10 +21,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run folder URIs (two or more)")
     p.add_argument("--out", required=True, help="URI of the report folder to write")
     p.add_argument("--target-sensitivity", type=float, default=config.TARGET_SENSITIVITY)
+    p.add_argument("--cv", action="store_true",
+                   help="the runs are models trained with --cv on the same tree and seed: "
+                        "ensemble their cross-validation folds (train only) and write cv.json "
+                        "and the table cv.md to --out")
     return p
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.cv:
+        print(cross_validated_ensemble(get_session("xray-ensemble-cv", args.master), args.runs,
+                                       args.out, args.target_sensitivity)["table"])
+        return
     doc = ensemble(get_session("xray-ensemble", args.master), args.runs, args.out,
                    args.target_sensitivity)
     print(json.dumps({"split": doc.split, **{k: doc.metrics[k] for k in SHOWN},

@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
                    help="auto: a GPU when the cluster offers one (spark.executor.resource.gpu.amount)")
     p.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
                    choices=BACKENDS, help="Keras backend of the training task")
+    p.add_argument("--clahe", action="store_true",
+                   help="equalise each film's contrast (CLAHE, pipeline.data.preprocess) before "
+                        "the network; recorded with the run, so predict does the same")
     add_precision(p, config.PRECISION, "(the training task's device; float16, with loss "
                   "scaling, for GPUs older than compute capability 8.0)",
                   PRECISIONS)
@@ -65,7 +68,7 @@ def main(args: argparse.Namespace) -> None:
         unfreeze_learning_rate=args.unfreeze_learning_rate, seed=args.seed,
         target_sensitivity=args.target_sensitivity, val_fraction=args.val_fraction,
         max_images=args.max_images, split=args.split, gpu=args.gpu, backend=args.backend,
-        precision=args.precision)
+        precision=args.precision, clahe=args.clahe)
     cfg.check()
     doc = finetune(get_session(f"xray-finetune-{args.arch}", args.master), cfg)
     print(json.dumps({"split": doc.split, **{k: doc.metrics[k] for k in SHOWN},

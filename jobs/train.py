@@ -12,6 +12,18 @@ from pipeline.featurizer.training import train
 from pipeline.report.crossval import FIGURES, mean_sd
 
 
+def _reg_grid(text: str) -> tuple[tuple[float, float], ...]:
+    """``0.01:0.3,0.05:0.3`` as ((0.01, 0.3), (0.05, 0.3))."""
+    try:
+        grid = tuple((float(reg), float(net)) for reg, net in
+                     (pair.split(":") for pair in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected REG:NET[,REG:NET...], got {text!r}") from None
+    if any(reg < 0 or not 0 <= net <= 1 for reg, net in grid):
+        raise argparse.ArgumentTypeError(f"regParam must be >= 0 and elasticNet in [0, 1]: {text!r}")
+    return grid
+
+
 def parser() -> argparse.ArgumentParser:
     p = base_parser("Train DeepImageFeaturizer + LogisticRegression on a chest_xray tree's train "
                     "split; the threshold is set on a patient-grouped validation part of it.")
@@ -39,6 +51,19 @@ def parser() -> argparse.ArgumentParser:
                    help="URI of a fine-tuned .keras model (jobs/finetune.py's model.keras) "
                         "whose penultimate layer gives the features; replaces --model-name "
                         "and --weights")
+    p.add_argument("--clahe", action="store_true",
+                   help="equalise each film's contrast (CLAHE, pipeline.data.preprocess) before "
+                        "the network; stored with the model, so evaluate and predict do the same")
+    p.add_argument("--input-size", type=int, default=0, metavar="PX",
+                   help="build the named backbone for PX-pixel films instead of its own size "
+                        "(e.g. 224 for InceptionV3 on 224 px films; at least 75 for it)")
+    p.add_argument("--featurizer-seed", type=int, default=None,
+                   help="seed of a random-init backbone (default: --seed, which also draws the "
+                        "validation part and the folds); members of a seed ensemble differ here")
+    p.add_argument("--reg-grid", type=_reg_grid, default=(), metavar="REG:NET,...",
+                   help="regParam:elasticNet candidates, e.g. 0.01:0.3,0.05:0.3,0.2:0.3; each fit "
+                        "(each --cv fold's and the final one) takes the best ROC AUC on its own "
+                        "validation part (replaces --reg-param and --elastic-net)")
     add_precision(p, config.PRECISION)
     p.add_argument("--draft-decode", action=argparse.BooleanOptionalAction,
                    default=config.DRAFT_DECODE,
@@ -55,10 +80,13 @@ def main(args: argparse.Namespace) -> None:
         features_cache=args.features_cache, max_iter=args.max_iter, reg_param=args.reg_param,
         elastic_net=args.elastic_net, target_sensitivity=args.target_sensitivity,
         val_fraction=args.val_fraction, seed=args.seed, precision=args.precision,
-        draft_decode=args.draft_decode, cv_folds=args.cv, model_file=args.model_file)).summary
+        draft_decode=args.draft_decode, cv_folds=args.cv, model_file=args.model_file,
+        clahe=args.clahe, input_size=args.input_size, featurizer_seed=args.featurizer_seed,
+        reg_grid=args.reg_grid)).summary
     shown = ("sensitivity", "specificity", "roc_auc")
     result = {"model": args.model_out, "threshold": summary.threshold,
-              "validation": {k: summary.validation_metrics[k] for k in shown}}
+              "validation": {k: summary.validation_metrics[k] for k in shown},
+              **({"regularisation": summary.regularisation} if summary.regularisation else {})}
     if summary.cross_validation:
         cv = summary.cross_validation
         result["cross_validation"] = {

@@ -57,9 +57,13 @@ class Featurized:
 def _featurizer_identity(featurizer: DeepImageFeaturizer) -> dict:
     """What decides the features: a cache made with anything else is not reused."""
     cfg = featurizer.worker_config()
+    # CLAHE and another input size are named only when asked for: caches made before these
+    # settings existed hold exactly the features of their defaults and stay valid.
     return {"model_name": cfg.model_name, "weights": cfg.weights, "pooling": cfg.pooling,
             "seed": cfg.seed, "model_file": cfg.model_file, "precision": cfg.precision,
-            "draft_decode": cfg.draft_decode, "cache_format": _CACHE_FORMAT}
+            "draft_decode": cfg.draft_decode, "cache_format": _CACHE_FORMAT,
+            **({"clahe": True} if cfg.clahe else {}),
+            **({"input_size": cfg.input_size} if cfg.input_size else {})}
 
 
 def featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, listing: Listing, reader: str,

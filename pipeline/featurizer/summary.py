@@ -40,6 +40,16 @@ class TrainConfig:
     cv_folds: int = 0
     #: A fine-tuned ``.keras`` model as the backbone (``DeepImageFeaturizer.modelFile``).
     model_file: str | None = None
+    #: Contrast equalisation before the network (``DeepImageFeaturizer.clahe``).
+    clahe: bool = False
+    #: Input side of the named backbone in px (0: its own; ``DeepImageFeaturizer.inputSize``).
+    input_size: int = 0
+    #: Seed of a random-init backbone, when it should differ from ``seed`` (which also draws
+    #: the validation part and the folds): members of a seed ensemble share their folds.
+    featurizer_seed: int | None = None
+    #: (regParam, elasticNetParam) candidates; when given, each fit (every fold's, and the
+    #: final one) takes the one with the best ROC AUC on its own validation part.
+    reg_grid: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -68,6 +78,8 @@ class TrainingSummary:
     validation_scores: dict[str, list] | None = None
     #: ``pipeline.report.crossval.summarise_folds`` of a ``--cv`` run.
     cross_validation: dict | None = None
+    #: The (regParam, elasticNetParam) the final fit took from ``reg_grid`` (None without one).
+    regularisation: dict | None = None
 
     #: The stored layout groups the image counts (as models saved before this type did).
     _IMAGES = ("listed", "featurized", "skipped", "duplicates")
@@ -82,8 +94,9 @@ class TrainingSummary:
         """The summary stored in ``data``; ValueError naming ``where`` if it is not one."""
         try:
             raw = json.loads(data)
-            images, cfg = raw.pop("images"), TrainConfig(**{"precision": "float32",
-                                                            **raw.pop("config")})
+            stored = raw.pop("config")
+            stored["reg_grid"] = tuple(tuple(pair) for pair in stored.get("reg_grid", ()))
+            images, cfg = raw.pop("images"), TrainConfig(**{"precision": "float32", **stored})
             return cls(**raw, config=cfg, listed=images["listed"], featurized=images["featurized"],
                        skipped=[Skipped(**s) for s in images["skipped"]],
                        duplicates=[Duplicate(**d) for d in images["duplicates"]])

@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.data.dataset import Listing, scan_tree
+from pipeline.data.patients import patient_id
 from pipeline.data.split import patient_folds, split_counts, validation_mask
 from pipeline.featurizer.classifier import make_classifier, pneumonia_score, with_class_weights
 from pipeline.featurizer.features import cached_featurize
@@ -32,18 +33,37 @@ from pipeline.featurizer.summary import TrainConfig, TrainingSummary
 from pipeline.featurizer.transformer import DeepImageFeaturizer
 from pipeline.fs.storage import prepare_output
 from pipeline.report.calibration import fit_platt
-from pipeline.report.crossval import grade_fold, mean_sd, summarise_folds
+from pipeline.report.crossval import fold_scores, grade_fold, mean_sd, summarise_folds
 from pipeline.report.document import ScoredPart, spark_run
-from pipeline.report.metrics import binary_metrics, headline, threshold_for_sensitivity
+from pipeline.report.metrics import binary_metrics, headline, roc_auc, threshold_for_sensitivity
 from pipeline.runtime.session import step
 
 log = logging.getLogger(__name__)
 
 
-def _fit(cfg: TrainConfig, frame: DataFrame) -> tuple[LogisticRegressionModel, dict[int, float]]:
-    """The class-weighted logistic regression on ``frame``'s features."""
+def _fit(cfg: TrainConfig, frame: DataFrame, validation: DataFrame
+         ) -> tuple[LogisticRegressionModel, dict[int, float], pd.DataFrame, dict | None]:
+    """The class-weighted logistic regression on ``frame``'s features and its scores on
+    ``validation``. With ``cfg.reg_grid``, each candidate is fitted and the one with the best
+    validation ROC AUC (the first of equals) kept, with a record of the choice."""
     weighted, class_weights = with_class_weights(frame)
-    return make_classifier(cfg.max_iter, cfg.reg_param, cfg.elastic_net).fit(weighted), class_weights
+    candidates = cfg.reg_grid or ((cfg.reg_param, cfg.elastic_net),)
+    if len(candidates) > 1:
+        weighted = weighted.cache()
+    fits = []
+    for reg, net in candidates:
+        model = make_classifier(cfg.max_iter, reg, net).fit(weighted)
+        scored = _scores(model, validation)
+        fits.append((roc_auc(scored["label"].to_numpy(dtype=int),
+                             scored["score"].to_numpy(dtype=float)), reg, net, model, scored))
+    auc, reg, net, model, scored = max(fits, key=lambda fit: fit[0])
+    if not cfg.reg_grid:
+        return model, class_weights, scored, None
+    weighted.unpersist()
+    log.info("regularisation: regParam %g, elasticNet %g of %d candidates (validation ROC AUC "
+             "%.4f)", reg, net, len(candidates), auc)
+    return model, class_weights, scored, {"reg_param": reg, "elastic_net": net,
+                                          "validation_roc_auc": auc}
 
 
 def _scores(model: LogisticRegressionModel, frame: DataFrame) -> pd.DataFrame:
@@ -70,15 +90,20 @@ def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
         inner = validation_mask(rest, cfg.val_fraction, cfg.seed)
         roles[f"role{k}"] = np.where(folds == k, "held_out", "fit")
         roles.loc[rest.index[inner.to_numpy()], f"role{k}"] = "validation"
-    data = frame.join(spark.createDataFrame(roles), on="path").cache()
-    per_fold, labels, calibrated = [], [], []
+    # A few MB of vectors iterated over by every fit: one partition per core, not one per
+    # feature-cache file, or task overhead outweighs the work (42 files: 20x the tasks).
+    data = (frame.join(spark.createDataFrame(roles), on="path")
+            .coalesce(spark.sparkContext.defaultParallelism).cache())
+    per_fold, labels, calibrated, kept = [], [], [], []
     for k in range(cfg.cv_folds):
         role = F.col(f"role{k}")
-        model, _ = _fit(cfg, data.filter(role == "fit"))
-        val, held = (_scores(model, data.filter(role == name)) for name in ("validation", "held_out"))
-        figures, probs = grade_fold(_part(val), _part(held), held["path"].tolist(),
-                                    cfg.target_sensitivity)
-        per_fold.append({"fold": k, **figures})
+        model, _, val, chosen = _fit(cfg, data.filter(role == "fit"),
+                                     data.filter(role == "validation"))
+        held = _scores(model, data.filter(role == "held_out"))
+        patients = [patient_id(p) for p in held["path"]]
+        figures, probs = grade_fold(_part(val), _part(held), patients, cfg.target_sensitivity)
+        per_fold.append({"fold": k, **figures, **({"chosen": chosen} if chosen else {})})
+        kept.append(fold_scores(_part(val), _part(held), patients))
         labels.append(held["label"].to_numpy(dtype=int))
         calibrated.append(probs)
         log.info("fold %d/%d: %d held-out films, %s", k + 1, cfg.cv_folds, len(held),
@@ -88,7 +113,11 @@ def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
            f"classifier is fitted on the other folds less a patient-grouped validation part "
            f"({cfg.val_fraction:.0%}), which sets the threshold (sensitivity "
            f"{cfg.target_sensitivity}) and the calibration")
-    result = summarise_folds(per_fold, np.concatenate(labels), np.concatenate(calibrated), how)
+    if cfg.reg_grid:
+        how += (f"; regParam and elasticNet chosen per fold among {list(cfg.reg_grid)} by ROC "
+                f"AUC on that validation part")
+    result = summarise_folds(per_fold, np.concatenate(labels), np.concatenate(calibrated), how,
+                             kept)
     log.info("cross-validation: roc_auc %s, sensitivity %s, specificity %s, pooled roc_auc %.3f",
              mean_sd(result, "roc_auc"), mean_sd(result, "sensitivity"),
              mean_sd(result, "specificity"), result["pooled"]["roc_auc"])
@@ -102,9 +131,11 @@ def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
     started = time.monotonic()
     timings: dict[str, float] = {}
     featurizer = DeepImageFeaturizer(modelName=cfg.model_name, weights=cfg.weights,
-                                     pooling=cfg.pooling, batchSize=cfg.batch_size, seed=cfg.seed,
+                                     pooling=cfg.pooling, batchSize=cfg.batch_size,
+                                     seed=cfg.seed if cfg.featurizer_seed is None else cfg.featurizer_seed,
                                      precision=cfg.precision, draftDecode=cfg.draft_decode,
-                                     modelFile=cfg.model_file or "")
+                                     modelFile=cfg.model_file or "", clahe=cfg.clahe,
+                                     inputSize=cfg.input_size)
     cfg = dataclasses.replace(cfg, precision=featurizer.getPrecision())  # what auto chose
     for out in filter(None, (cfg.model_out, cfg.features_cache)):
         prepare_output(spark, out)
@@ -120,9 +151,9 @@ def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
             cross_validation = cross_validate(spark, cfg, done.frame, listing)
 
     with step(spark, "fit classifier", timings):
-        lr_model, class_weights = _fit(cfg, done.frame.filter(~F.col("is_val")))
+        lr_model, class_weights, val, chosen = _fit(cfg, done.frame.filter(~F.col("is_val")),
+                                                    done.frame.filter(F.col("is_val")))
     with step(spark, "choose threshold", timings):
-        val = _scores(lr_model, done.frame.filter(F.col("is_val")))
         threshold = threshold_for_sensitivity(val["label"], val["score"], cfg.target_sensitivity)
         lr_model.setThreshold(threshold)
         val_metrics = binary_metrics(val["label"], val["score"], threshold)
@@ -144,7 +175,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
         spark=spark_run(spark), calibration=calibrator.to_dict(),
         validation_scores={"label": val["label"].astype(int).tolist(),
                            "score": val["score"].astype(float).tolist()},
-        cross_validation=cross_validation)
+        cross_validation=cross_validation, regularisation=chosen)
     model = SavedModel(featurizer, lr_model, summary)
     with step(spark, "save model"):
         save_model(spark, cfg.model_out, model)

@@ -32,6 +32,7 @@ from pyspark.sql.types import ArrayType, BinaryType, FloatType, StringType, Stru
 
 from pipeline import config
 from pipeline.data.images import decode_bytes, struct_to_rgb
+from pipeline.data.preprocess import model_input
 from pipeline.data.rules import ImageError
 from pipeline.featurizer.models import (IMAGENET, NO_WEIGHTS, build_backbone, get_model,
                                        load_feature_extractor)
@@ -103,18 +104,26 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
     draftDecode = Param(Params._dummy(), "draftDecode",
                         "decode a JPEG at least twice the input size straight to near that size "
                         "(libjpeg DCT scaling) instead of in full", typeConverter=TypeConverters.toBoolean)
+    clahe = Param(Params._dummy(), "clahe",
+                  "equalise each film's contrast (pipeline.data.preprocess) before the network",
+                  typeConverter=TypeConverters.toBoolean)
+    inputSize = Param(Params._dummy(), "inputSize",
+                      "side in px the named model is built for and films are resized to (0: the "
+                      "model's own)", typeConverter=TypeConverters.toInt)
 
     @keyword_only
     def __init__(self, *, inputCol: str = "image", outputCol: str = "features",
                  modelName: str = config.DEFAULT_MODEL, weights: str | None = IMAGENET,
                  pooling: str = config.DEFAULT_POOLING, batchSize: int = config.DEFAULT_BATCH_SIZE,
                  errorCol: str = "", seed: int = config.SEED, modelFile: str = "",
-                 precision: str = "float32", draftDecode: bool = config.DRAFT_DECODE) -> None:
+                 precision: str = "float32", draftDecode: bool = config.DRAFT_DECODE,
+                 clahe: bool = False, inputSize: int = 0) -> None:
         super().__init__()
         self._setDefault(inputCol="image", outputCol="features", modelName=config.DEFAULT_MODEL,
                          weights=IMAGENET, pooling=config.DEFAULT_POOLING,
                          batchSize=config.DEFAULT_BATCH_SIZE, errorCol="", seed=config.SEED,
-                         modelFile="", precision="float32", draftDecode=config.DRAFT_DECODE)
+                         modelFile="", precision="float32", draftDecode=config.DRAFT_DECODE,
+                         clahe=False, inputSize=0)
         self.setParams(**self._input_kwargs)
 
     @keyword_only
@@ -122,8 +131,8 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
                   modelName: str = config.DEFAULT_MODEL, weights: str | None = IMAGENET,
                   pooling: str = config.DEFAULT_POOLING, batchSize: int = config.DEFAULT_BATCH_SIZE,
                   errorCol: str = "", seed: int = config.SEED, modelFile: str = "",
-                  precision: str = "float32",
-                  draftDecode: bool = config.DRAFT_DECODE) -> "DeepImageFeaturizer":
+                  precision: str = "float32", draftDecode: bool = config.DRAFT_DECODE,
+                  clahe: bool = False, inputSize: int = 0) -> "DeepImageFeaturizer":
         kwargs = dict(self._input_kwargs)
         if "weights" in kwargs:  # Params._set skips the converter for None
             kwargs["weights"] = _to_weights(kwargs["weights"])
@@ -159,7 +168,8 @@ class DeepImageFeaturizer(Transformer, HasInputCol, HasOutputCol, HasSeed,
         """Everything a Python worker needs to rebuild this featurizer's model."""
         return WorkerConfig(self.getModelName(), self.getWeights(), self.getPooling(),
                             self.getBatchSize(), self.getOrDefault(self.seed),
-                            self.getModelFile(), self.getPrecision(), self.getDraftDecode())
+                            self.getModelFile(), self.getPrecision(), self.getDraftDecode(),
+                            self.getOrDefault(self.clahe), self.getOrDefault(self.inputSize))
 
     def check_weights(self, spark: SparkSession) -> None:
         """Load a weights file into the backbone once, here on the driver: a file for another
@@ -216,6 +226,8 @@ class WorkerConfig:
     model_file: str = ""
     precision: str = "float32"
     draft_decode: bool = False
+    clahe: bool = False
+    input_size: int = 0
 
 
 class _Runner:
@@ -231,14 +243,14 @@ class _Runner:
             return
         spec = get_model(cfg.model_name)
         local = None if cfg.weights in (IMAGENET, NO_WEIGHTS) else _local(cfg.weights)
-        self.size = spec.input_size
+        self.size = cfg.input_size or spec.input_size
         self.preprocess = spec.preprocess()
         # The backbone ends at its last convolutional maps and pooling happens below, in
         # float32 whatever the compute precision: a bfloat16 network's pooled features then
         # carry no bfloat16 rounding, and predict's class activation maps come from the very
         # maps the features are the mean of (one model per worker serves both).
         self.model = build_backbone(cfg.model_name, cfg.weights, "none", cfg.seed, local,
-                                    precision=cfg.precision)
+                                    input_size=self.size, precision=cfg.precision)
         log.info("built %s (weights=%s, %s) in %.1fs", cfg.model_name, cfg.weights,
                  cfg.precision, time.monotonic() - started)
 
@@ -267,7 +279,7 @@ class _Runner:
         images, kept = [], []
         for i, job in enumerate(decode_jobs):
             try:
-                images.append(job(self.size))
+                images.append(model_input(job(self.size), self.cfg.clahe))
                 kept.append(i)
             except ImageError as exc:
                 errors[i] = str(exc)

@@ -78,6 +78,9 @@ class FinetuneConfig:
     backend: str = field(default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"))
     #: ``runtime.precision``: ``auto`` is decided by the training task on its device.
     precision: str = config.PRECISION
+    #: Contrast-equalise the films (``pipeline.data.preprocess``); recorded in the document's
+    #: ``training.config``, from which predict does the same.
+    clahe: bool = False
 
     def check(self) -> None:
         """Refuse settings that cannot work, before any Spark work starts."""
@@ -207,7 +210,8 @@ def finetune(spark: SparkSession, cfg: FinetuneConfig) -> MetricsDocument:
     with atomic_output(spark, cfg.out) as tmp:
         cache_uri = f"{tmp}/pixel-cache"
         with step(spark, "decode and cache pixels", timings):
-            cache = write_pixel_cache(spark, listing, cfg.image_size, cache_uri, cfg.seed)
+            cache = write_pixel_cache(spark, listing, cfg.image_size, cache_uri, cfg.seed,
+                                      cfg.clahe)
         with step(spark, "train (barrier task)", timings):
             result = _train(spark, cfg, cache_uri, tmp)
         fs = HadoopFS(spark, tmp)

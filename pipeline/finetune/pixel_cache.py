@@ -33,6 +33,7 @@ from pipeline.data.dataset import (
     unread,
 )
 from pipeline.data.images import decode_bytes
+from pipeline.data.preprocess import model_input
 from pipeline.data.rules import Duplicate, ImageError, Skipped
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,13 @@ class PixelCache:
     duplicates: list[Duplicate]
 
 
-def _decoder(size: int):
+def _decoder(size: int, clahe: bool):
     def decode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             pixels, errors = [], []
             for data in batch["image"]:
                 try:
-                    pixels.append(decode_bytes(data, size).tobytes())
+                    pixels.append(model_input(decode_bytes(data, size), clahe).tobytes())
                     errors.append(None)
                 except ImageError as exc:
                     pixels.append(None)
@@ -85,15 +86,16 @@ def _decoder(size: int):
 
 
 def write_pixel_cache(spark: SparkSession, listing: Listing, image_size: int, uri: str,
-                      seed: int = config.SEED) -> PixelCache:
-    """Decode ``listing``'s films at ``image_size`` into Parquet at ``uri``."""
+                      seed: int = config.SEED, clahe: bool = False) -> PixelCache:
+    """Decode ``listing``'s films at ``image_size`` (equalised when ``clahe``, as the
+    featurizer does) into Parquet at ``uri``."""
     row_bytes = image_size * image_size * 3
     parts = max(spark.sparkContext.defaultParallelism,
                 math.ceil(listing.images.count() * row_bytes / _FILE_BYTES))
     decoded = (read_images(spark, listing, "binaryFile")
                .select(*(f.name for f in META_SCHEMA.fields), HASH_COL, "image")
                .repartition(parts)
-               .mapInPandas(_decoder(image_size), SCHEMA)
+               .mapInPandas(_decoder(image_size, clahe), SCHEMA)
                .sortWithinPartitions(F.rand(seed)))
     decoded.write.parquet(uri)
     # Three small summaries of the same metadata columns: read them from the cache once.

@@ -42,6 +42,8 @@ class WorkerModel:
     draft_decode: bool = True
     #: The Platt scaling stored with the model (None for models saved without one).
     calibrator: Calibrator | None = None
+    #: Films are contrast-equalised first (``pipeline.data.preprocess``), as in training.
+    clahe: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def load_screening_model(spark: SparkSession, uri: str, precision: str | None = 
     coef = tuple(float(c) for c in classifier.coefficients.toArray())
     worker = WorkerModel(FEATURIZER, cfg, coef, float(classifier.intercept),
                          precision=cfg.precision, draft_decode=cfg.draft_decode,
-                         calibrator=saved.calibrator)
+                         calibrator=saved.calibrator, clahe=cfg.clahe)
     return ScreeningModel(uri, featurizer.getModelFile() or cfg.model_name, FEATURIZER, cfg.weights,
                           float(classifier.getThreshold()), worker, no_heatmaps)
 
@@ -98,6 +100,7 @@ def _keras_model(spark: SparkSession, fs: HadoopFS, model_uri: str,
     if precision not in (None, "float32"):
         log.info("%s computes in the precision it was saved with; --precision %s ignored",
                  model_uri, precision)
-    worker = WorkerModel(KERAS, model_file=stage_model_file(spark, model_uri))
+    worker = WorkerModel(KERAS, model_file=stage_model_file(spark, model_uri),
+                         clahe=bool(doc.training.get("config", {}).get("clahe")))
     return ScreeningModel(model_uri, doc.model_name, doc.method, str(doc.weights),
                           float(doc.metrics["threshold"]), worker)

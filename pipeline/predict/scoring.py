@@ -23,6 +23,7 @@ from pyspark.sql.types import (BooleanType, DoubleType, StringType, StructField,
 
 from pipeline.data import dicom
 from pipeline.data.images import decode_bytes, decode_display
+from pipeline.data.preprocess import model_input
 from pipeline.data.rules import ImageError, dicom_reason
 from pipeline.featurizer.models import load_model_file
 from pipeline.featurizer.transformer import _local, runner_for, task_threads
@@ -138,7 +139,8 @@ def score_films(task: ScoringTask, uris: list[str], contents: list[bytes]) -> pd
         try:
             if row["format"] == "dicom":
                 row.update(asdict(dicom.read_identifiers(data)))
-            films.append(decode_bytes(data, scorer.size, task.model.draft_decode))
+            films.append(model_input(decode_bytes(data, scorer.size, task.model.draft_decode),
+                                     task.model.clahe))
             kept.append(i)
         except dicom.DicomError as err:
             row["skip_reason"] = dicom_reason(err)

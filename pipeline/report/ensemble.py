@@ -8,10 +8,16 @@ different models are not comparable: one network's 0.9 is another's 0.6), then a
 by film over the films every run scored. The threshold is chosen on the shared validation
 films only, and the scored split is graded once, into the same ``MetricsDocument`` and report
 as any single run.
+
+``cross_validated_ensemble`` does the same on train only: for models trained with ``--cv`` on
+the same folds (same tree and seed), it ensembles their stored fold scores fold by fold
+(``crossval.ensemble_folds``) and writes each member's and the ensemble's figures, mean ±
+sd over the folds, as ``cv.json`` and a Markdown table ``cv.md``.
 """
 from __future__ import annotations
 
 import io
+import json
 import logging
 import tempfile
 import time
@@ -20,9 +26,12 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import SparkSession
 
+from pipeline.featurizer.model_store import load_model
+from pipeline.featurizer.summary import TrainConfig
 from pipeline.fs.storage import HadoopFS, atomic_output
 from pipeline.report.calibration import fit_platt
 from pipeline.report.compare import load_run, run_name
+from pipeline.report.crossval import ensemble_folds, recipe_table
 from pipeline.report.document import MetricsDocument, ScoredPart
 from pipeline.report.metrics import headline, threshold_for_sensitivity
 from pipeline.report.page import write_metrics_report
@@ -121,3 +130,46 @@ def ensemble(spark: SparkSession, runs: list[str], out: str, target: float) -> M
     log.info("ensemble of %d runs on %d %s films: %s -> %s", len(runs), len(scored), split,
              headline(doc.metrics), out)
     return doc
+
+
+def recipe_name(cfg: TrainConfig) -> str:
+    """What sets a trained model's recipe apart, in a few words, e.g. ``InceptionV3 150 px,
+    CLAHE, seed 7``."""
+    if cfg.model_file:
+        return f"features of {run_name(cfg.model_file)}"
+    size = f"{cfg.input_size} px" if cfg.input_size else "own size"
+    seed = cfg.seed if cfg.featurizer_seed is None else cfg.featurizer_seed
+    parts = [f"{cfg.model_name} {size}", *(["CLAHE"] if cfg.clahe else []),
+             f"weights {cfg.weights}" + (f" seed {seed}" if cfg.weights == "none" else ""),
+             (f"regParam:elasticNet from {len(cfg.reg_grid)} per fold" if cfg.reg_grid
+              else f"regParam {cfg.reg_param:g} elasticNet {cfg.elastic_net:g}")]
+    return ", ".join(parts)
+
+
+def cross_validated_ensemble(spark: SparkSession, models: list[str], out: str,
+                             target: float) -> dict:
+    """Ensemble the cross-validation folds of ``models`` (each trained with ``--cv``) and
+    write ``cv.json`` (members' and ensemble's ``summarise_folds``) and ``cv.md`` to ``out``."""
+    members = []
+    for uri in models:
+        summary = load_model(spark, uri).summary
+        cv = summary.cross_validation if summary else None
+        if not cv or "fold_scores" not in cv:
+            raise ValueError(f"{uri} was not trained with --cv (or before fold scores were kept)")
+        members.append((recipe_name(summary.config), cv))
+    how = (f"the mean of the {len(members)} members' calibrated scores, fold by fold, on the "
+           f"members' own folds; threshold (sensitivity {target}) and calibration from each "
+           f"fold's validation part")
+    result = ensemble_folds([cv for _, cv in members], target, how)
+    rows = [*members, (" + ".join(name for name, _ in members), result)]
+    table = recipe_table(rows)
+    with atomic_output(spark, out) as tmp:
+        fs = HadoopFS(spark, tmp)
+        fs.write_bytes(f"{tmp}/cv.json", json.dumps(
+            {"members": [{"model": uri, "name": name, "cross_validation": cv}
+                         for uri, (name, cv) in zip(models, members)],
+             "ensemble": result}).encode())
+        fs.write_bytes(f"{tmp}/cv.md", table.encode())
+    log.info("cross-validated ensemble of %d models: pooled ROC AUC %.4f -> %s", len(models),
+             result["pooled"]["roc_auc"], out)
+    return {"table": table, "ensemble": result}

@@ -209,7 +209,7 @@ def _cv_block(doc: MetricsDocument, out_dir: Path) -> str:
         f"<th>fold {f['fold']}</th>" for f in cv["per_fold"])
     rows = "".join(
         f"<tr><td>{key}</td><td>{mean_sd(cv, key)}</td>"
-        + "".join(f"<td>{_num(f[key], 3)}</td>" for f in cv["per_fold"]) + "</tr>"
+        + "".join(f"<td>{_num(f.get(key), 3)}</td>" for f in cv["per_fold"]) + "</tr>"
         for key in CV_FIGURES)
     return (f"<h2>Cross-validation of the training recipe</h2><p>{html.escape(cv['how'])}. "
             f"Mean ± sd over folds, then each fold; pooled out-of-fold ROC AUC "
