@@ -235,7 +235,8 @@ class _Runner:
             self.model, self.size = load_feature_extractor(_local(cfg.model_file))
             self.preprocess = np.asarray  # the model rescales raw RGB itself
             self._trace()
-            log.info("loaded and traced %s (%d px) in %.1fs", cfg.model_file, self.size, time.monotonic() - started)
+            log.info("loaded and traced %s (%d px) in %.1fs", cfg.model_file, self.size,
+                     time.monotonic() - started)
             return
         spec = get_model(cfg.model_name)
         local = None if cfg.weights in (IMAGENET, NO_WEIGHTS) else _local(cfg.weights)
