@@ -104,3 +104,17 @@ def test_bad_rows_get_null_and_reason(spark, tmp_path):
     rows = {r.path.rsplit("/", 1)[1]: r for r in out.select("path", "features", "error").collect()}
     assert rows["good.png"].features is not None and rows["good.png"].error is None
     assert rows["text.jpeg"].features is None and rows["text.jpeg"].error == "not a JPEG, PNG or DICOM image"
+
+
+def test_a_worker_model_is_traced_once_for_every_batch_size():
+    """Traced when built: a task's short last batch adds no trace in the middle of a job, and
+    the features do not depend on how the films were batched."""
+    from pipeline.featurizer.transformer import WorkerConfig, _Runner
+
+    runner = _Runner(WorkerConfig("ResNet50", "none", "avg", 3, SEED))
+    traced = runner.model.predict_function.experimental_get_tracing_count()
+    films = [np.random.default_rng(i).integers(0, 256, (224, 224, 3), np.uint8) for i in range(4)]
+    batched = runner.features(films)  # batches of 3 and 1
+    assert runner.model.predict_function.experimental_get_tracing_count() == traced
+    one_by_one = np.concatenate([runner.features([f]) for f in films])
+    assert _cosine(batched, one_by_one).min() >= 0.9999

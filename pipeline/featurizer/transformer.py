@@ -231,7 +231,14 @@ class WorkerConfig:
 
 
 class _Runner:
-    """One model per Python worker: built on first use, reused by every later task."""
+    """One model per Python worker: built on first use, reused by every later task.
+
+    Keras traces its predict function once per input shape until a second shape makes
+    TensorFlow relax the batch dimension; a task's last batch is usually short, so an untraced
+    network traced twice mid-job (seconds each on a loaded 2-core machine, in the first
+    small job's wall time). ``_trace`` does both traces at build, on 1 and 2 blank films, so
+    every later batch size reuses one graph.
+    """
 
     def __init__(self, cfg: WorkerConfig) -> None:
         started = time.monotonic()
@@ -239,7 +246,9 @@ class _Runner:
         if cfg.model_file:
             self.model, self.size = load_feature_extractor(_local(cfg.model_file))
             self.preprocess = np.asarray  # the model rescales raw RGB itself
-            log.info("loaded %s (%d px) in %.1fs", cfg.model_file, self.size, time.monotonic() - started)
+            self._trace()
+            log.info("loaded and traced %s (%d px) in %.1fs", cfg.model_file, self.size,
+                     time.monotonic() - started)
             return
         spec = get_model(cfg.model_name)
         local = None if cfg.weights in (IMAGENET, NO_WEIGHTS) else _local(cfg.weights)
@@ -251,8 +260,13 @@ class _Runner:
         # maps the features are the mean of (one model per worker serves both).
         self.model = build_backbone(cfg.model_name, cfg.weights, "none", cfg.seed, local,
                                     input_size=self.size, precision=cfg.precision)
-        log.info("built %s (weights=%s, %s) in %.1fs", cfg.model_name, cfg.weights,
+        self._trace()
+        log.info("built and traced %s (weights=%s, %s) in %.1fs", cfg.model_name, cfg.weights,
                  cfg.precision, time.monotonic() - started)
+
+    def _trace(self) -> None:
+        for n in (1, 2):
+            self.model.predict_on_batch(np.zeros((n, self.size, self.size, 3), np.float32))
 
     def outputs(self, images: list[np.ndarray]) -> np.ndarray:
         """The network's float32 outputs for RGB films, in batches of ``batch_size``."""
@@ -316,9 +330,7 @@ _RUNNERS_LOCK = threading.Lock()
 
 
 def runner_for(cfg: WorkerConfig) -> _Runner:
-    """This worker's model for ``cfg``, built once. TensorFlow gets as many threads as the
-    task has CPUs (``spark.task.cpus``): two single-threaded workers on two cores beat one
-    worker whose two threads fight over small convolutions."""
+    """This worker's model for ``cfg``, built once (``task_threads`` first)."""
     with _RUNNERS_LOCK:
         if cfg not in _RUNNERS:
             task_threads()
@@ -327,7 +339,15 @@ def runner_for(cfg: WorkerConfig) -> _Runner:
 
 
 def task_threads() -> None:
-    """In a Spark task, before TensorFlow starts: as many threads as the task has CPUs."""
+    """In a Spark task, before TensorFlow starts: as many threads as the task has CPUs.
+
+    An executor of C cores runs C / ``spark.task.cpus`` tasks at once, each in its own Python
+    worker. TensorFlow's default, a thread per core in every process, would put C threads per
+    worker and C * C on C cores: spinning, preempted threads stall each convolution's barrier.
+    ``spark.task.cpus`` threads per worker fill the executor's cores exactly; a job that wants
+    fewer, fatter workers says so with ``spark.task.cpus``. Values already set in the
+    executor's environment win.
+    """
     ctx = TaskContext.get()
     if ctx is not None:
         threads = str(max(int(ctx.cpus()), 1))

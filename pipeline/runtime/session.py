@@ -29,11 +29,13 @@ from pipeline.runtime.cli import one_line
 log = logging.getLogger(__name__)
 
 #: Small Arrow batches: each row carries an image, and one Arrow batch is one model call.
-#: Films are small files whose cost is the CNN, not the open: Spark's default open cost
-#: (each file counts as 4 MB more than it is) packs about 8 films into a task, and the fixed
-#: cost of each task then took a third of the throughput (bench/featurize.py: 0.65x plain
-#: Keras at 8 films a task, 0.97-0.99x at 64-124). With 256 KB, a 32 MB partition holds about
-#: 120 of the dataset's films (70 of 200 KB originals), and a retried task redoes seconds.
+#: Films are small files whose cost is the CNN, not the bytes: counting each as 1 MB more
+#: than it is packs about one Arrow batch of films into a 32 MB task (32 of the dataset's
+#: 8 KB films, 26 of 200 KB originals, 12 of 1.5 MB PACS exports). A job's last wave of tasks
+#: leaves a core idle when it holds fewer tasks than cores: with 256 KB (about 125 films a
+#: task) 384 films made tasks of 125, 125, 126 and 8, and one core sat idle for most of the
+#: second wave (0.88x plain Keras). Tasks of one batch bound that to one model call. Spark's
+#: default (4 MB, 8 films a task) paid each task's fixed cost per 8 films (0.65x).
 #: Outputs (models, reports, feature caches) hold patient-derived data: whatever the client's
 #: Hadoop configuration says, folders are created 750 and files 640 (umask 027).
 #: A ResourceManager that does not answer fails the submit in about 30 s instead of YARN's
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 DEFAULTS = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": str(config.DEFAULT_BATCH_SIZE),
     "spark.sql.files.maxPartitionBytes": "32m",
-    "spark.sql.files.openCostInBytes": "256k",
+    "spark.sql.files.openCostInBytes": "1m",
     "spark.python.worker.reuse": "true",
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.showConsoleProgress": "true",
