@@ -56,10 +56,15 @@ class RunSummary:
         return json.dumps(asdict(self), indent=2)
 
 
+def _study() -> Column:
+    """A film's study: its StudyInstanceUID, else the film itself."""
+    return F.coalesce("study_instance_uid", "uri")
+
+
 def study_rows(table: DataFrame) -> DataFrame:
     """One row per study with a scored film: any flagged film flags it; its highest score."""
     scored = table.filter(F.col("score").isNotNull())
-    return (scored.withColumn("study", F.coalesce("study_instance_uid", "uri"))
+    return (scored.withColumn("study", _study())
             .groupBy("study")
             .agg(F.max("score").alias("score"), F.max(F.col("flagged").cast("int")).cast("boolean")
                  .alias("flagged"), F.count("*").alias("films"),
@@ -87,14 +92,16 @@ def write_csv(spark: SparkSession, frame: DataFrame, uri: str, *order: Column) -
     fs.delete(parts)
 
 
-def counts(table: DataFrame, studies: DataFrame) -> dict[str, int]:
+def counts(table: DataFrame) -> dict[str, int]:
+    """The run's counts of films and of studies (as ``study_rows`` groups them), in one job."""
+    study = F.when(F.col("score").isNotNull(), _study())
     row = table.agg(F.count("*").alias("films"),
                     F.count("score").alias("scored"),
                     F.sum(F.col("flagged").cast("int")).alias("flagged"),
-                    F.count("skip_reason").alias("skipped")).first()
-    study = studies.agg(F.count("*").alias("studies"),
-                        F.sum(F.col("flagged").cast("int")).alias("studies_flagged")).first()
-    return {k: int(v or 0) for k, v in {**row.asDict(), **study.asDict()}.items()}
+                    F.count("skip_reason").alias("skipped"),
+                    F.countDistinct(study).alias("studies"),
+                    F.countDistinct(F.when(F.col("flagged"), study)).alias("studies_flagged")).first()
+    return {k: int(v or 0) for k, v in row.asDict().items()}
 
 
 def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies: DataFrame,
@@ -106,7 +113,7 @@ def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies
         return []
     keys = spark.createDataFrame([(s["study"],) for s in top], "study string")
     films = (table.filter(F.col("score").isNotNull())
-             .withColumn("study", F.coalesce("study_instance_uid", "uri"))
+             .withColumn("study", _study())
              .join(F.broadcast(keys), "study")
              .select("study", "uri", "score", "flagged").collect())
     by_study: dict[str, list[WorklistFilm]] = {}
@@ -148,17 +155,18 @@ def _page_counts(counts: dict[str, int]) -> dict[str, int]:
 
 
 def write_views(spark: SparkSession, folder: str, data: str, model: ScreeningModel,
-                summary: RunSummary, max_images: int = config.WORKLIST_MAX_IMAGES) -> RunSummary:
+                summary: RunSummary, max_images: int = config.WORKLIST_MAX_IMAGES,
+                counted: dict[str, int] | None = None) -> RunSummary:
     """Write the CSV twin, the study tables, the worklist and the summary from the
     ``predictions.parquet`` in ``folder`` (films from ``data``); returns the summary with its
-    counts."""
+    counts (``counted``: the table's ``counts``, when the caller has them already)."""
     base = folder.rstrip("/")
     table = spark.read.parquet(f"{base}/{PREDICTIONS}.parquet")
     write_csv(spark, table, f"{base}/{PREDICTIONS}.csv", F.col("uri"))
     study_rows(table).write.mode("overwrite").parquet(f"{base}/{STUDIES}.parquet")
     studies = spark.read.parquet(f"{base}/{STUDIES}.parquet")
     write_csv(spark, studies, f"{base}/{STUDIES}.csv", F.desc("flagged"), F.desc("score"))
-    summary.counts = counts(table, studies)
+    summary.counts = counted or counts(table)
     skipped = skipped_files(table) if summary.counts["skipped"] else []
     summary.skipped = [{"path": s.path, "reason": s.reason} for s in skipped]
     fs = HadoopFS(spark, folder)
