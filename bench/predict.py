@@ -110,6 +110,7 @@ def main() -> None:
         return memory_run(Path(args.memory_run[0]), args.memory_run[1], Path(args.memory_run[2]))
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    load_before = os.getloadavg()
     films = _films(args.data, max(args.n, 64))
     spark = get_session("bench-predict", "local[2]")
     model_uri = _fit_model(spark, films, tmp / "model", args.model)
@@ -126,7 +127,9 @@ def main() -> None:
             best[method] = max(best.get(method, 0.0), args.n / secs)
             print(f"round {r + 1} {method:17s} {args.n / secs:7.2f} films/s", flush=True)
     spark.stop()
-    print(f"\n{args.n} films, {args.model}, local[2], cpus={os.cpu_count()}")
+    print(f"\n{args.n} films, {args.model}, local[2], cpus={os.cpu_count()}, load average "
+          f"(1/5/15 min) {' '.join(f'{x:.1f}' for x in load_before)} before, "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} after")
     for method, rate in best.items():
         print(f"  {method:17s} {rate:7.2f} films/s  {rate / best['featurize']:.2f}x featurize")
     print(f"predict / featurize = {best['predict'] / best['featurize']:.2f} (goal >= 0.9); "

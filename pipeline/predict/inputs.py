@@ -44,6 +44,11 @@ class Films:
     listed: DataFrame
     missing: list[Skipped]
 
+    def listed_count(self) -> int:
+        """How many files were listed, from the listing the JVM holds (no Spark job, and no
+        list of every path in Python)."""
+        return len(self.listed._jdf.inputFiles())
+
 
 def read_films(spark: SparkSession, uri: str) -> Films:
     """Every file under ``uri``; a ``.csv`` file is a list of URIs, anything else a folder."""

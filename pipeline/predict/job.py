@@ -24,8 +24,9 @@ from pipeline.fs.storage import HadoopFS, atomic_output, prepare_output
 from pipeline.fs.task_files import task_target
 from pipeline.predict.inputs import read_films
 from pipeline.predict.models import ScreeningModel, load_screening_model
-from pipeline.predict.outputs import PREDICTIONS, RunSummary, write_views
-from pipeline.predict.scoring import HEATMAP_CHOICES, HEATMAP_DIR, RESULT, ScoringTask, scoring_column
+from pipeline.predict.outputs import PREDICTIONS, RunSummary, counts, write_views
+from pipeline.predict.scoring import (HEATMAP_CHOICES, HEATMAP_DIR, PICTURES_DIR, RESULT, ScoringTask,
+                                      scoring_column)
 from pipeline.report.document import spark_run
 from pipeline.runtime import shutdown
 from pipeline.runtime.session import step
@@ -96,20 +97,33 @@ def predict(spark: SparkSession, cfg: PredictConfig) -> RunSummary:
     timings = summary.timings_s
     with atomic_output(spark, cfg.out) as tmp:
         films = read_films(spark, cfg.input)
-        HadoopFS(spark, tmp).mkdirs(f"{tmp}/{HEATMAP_DIR}")  # 750, as every output folder
+        fs = _output_folders(spark, tmp)
         task = ScoringTask(model.worker, model.threshold, summary.heatmaps, task_target(spark, tmp))
         table = f"{tmp}/{PREDICTIONS}.parquet"
         with step(spark, "score films", timings):
             _scored(films.frame, model, task).write.parquet(table)
-            lost = films.missing + unread(spark, films.listed,
-                                          spark.read.parquet(table).select(F.col("uri").alias("path")))
-            if lost:  # listed but not read: a row each, with the reason
+            counted = counts(spark.read.parquet(table))
+            lost = list(films.missing)
+            if counted["films"] < films.listed_count():  # a listed film was not read: which?
+                lost += unread(spark, films.listed,
+                               spark.read.parquet(table).select(F.col("uri").alias("path")))
+            if lost:  # a row each, with the reason
                 _lost_rows(spark, lost, model).write.mode("append").parquet(table)
+                counted = counts(spark.read.parquet(table))
         with step(spark, "write tables and worklist", timings):
             timings["total"] = round(time.monotonic() - started, 3)
-            write_views(spark, tmp, cfg.input, model, summary, cfg.max_images)
+            write_views(spark, tmp, cfg.input, model, summary, cfg.max_images, counted)
+        fs.delete(f"{tmp}/{PICTURES_DIR}")  # the worklist has the pictures it shows
     _log_counts(summary, cfg.out)
     return summary
+
+
+def _output_folders(spark: SparkSession, out: str) -> HadoopFS:
+    """The folders the scoring tasks write into, created here 750 as every output folder."""
+    fs = HadoopFS(spark, out)
+    for name in (HEATMAP_DIR, PICTURES_DIR):
+        fs.mkdirs(f"{out}/{name}")
+    return fs
 
 
 def _log_counts(summary: RunSummary, out: str) -> None:
@@ -123,7 +137,7 @@ def _watch(spark: SparkSession, cfg: PredictConfig, model: ScreeningModel,
            summary: RunSummary) -> RunSummary:
     """Score films as they land under ``cfg.input`` until stopped (SIGTERM, Ctrl-C)."""
     out = cfg.out.rstrip("/")
-    HadoopFS(spark, out).mkdirs(f"{out}/{HEATMAP_DIR}")
+    _output_folders(spark, out)
     task = ScoringTask(model.worker, model.threshold, summary.heatmaps, task_target(spark, out))
     stream = (spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA)
               .option("recursiveFileLookup", "true")

@@ -8,26 +8,26 @@
 - ``summary.json``: counts, the model and its threshold, timings.
 
 Every table is built by Spark and written by its tasks; the driver collects only the few
-hundred studies the worklist shows, so its memory does not grow with the number of films.
+hundred studies the worklist shows, and their films' pictures, which the scoring tasks made
+(``scoring.PICTURES_DIR``), so its memory does not grow with the number of films.
 """
 from __future__ import annotations
 
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline import config
-from pipeline.data.images import decode_display
-from pipeline.data.rules import ImageError, Skipped
+from pipeline.data.rules import Skipped
 from pipeline.fs.storage import HadoopFS
 from pipeline.predict.models import ScreeningModel
-from pipeline.report.worklist import (WorklistFilm, WorklistStudy, thumbnail_png,
-                                      write_worklist)
+from pipeline.predict.scoring import PICTURES, PICTURES_DIR
+from pipeline.report.worklist import WorklistFilm, WorklistStudy, order_studies, write_worklist
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ PREDICTIONS, STUDIES = "predictions", "studies"
 WORKLIST, SUMMARY = "worklist.html", "summary.json"
 #: Skipped files the page and summary list by name (all of them are in predictions.csv).
 SKIPPED_SHOWN = 500
-THUMBNAIL_SIDE = 256
 
 
 @dataclass
@@ -57,10 +56,15 @@ class RunSummary:
         return json.dumps(asdict(self), indent=2)
 
 
+def _study() -> Column:
+    """A film's study: its StudyInstanceUID, else the film itself."""
+    return F.coalesce("study_instance_uid", "uri")
+
+
 def study_rows(table: DataFrame) -> DataFrame:
     """One row per study with a scored film: any flagged film flags it; its highest score."""
     scored = table.filter(F.col("score").isNotNull())
-    return (scored.withColumn("study", F.coalesce("study_instance_uid", "uri"))
+    return (scored.withColumn("study", _study())
             .groupBy("study")
             .agg(F.max("score").alias("score"), F.max(F.col("flagged").cast("int")).cast("boolean")
                  .alias("flagged"), F.count("*").alias("films"),
@@ -70,12 +74,14 @@ def study_rows(table: DataFrame) -> DataFrame:
                  F.first("model").alias("model"), F.first("threshold").alias("threshold")))
 
 
-def write_csv(spark: SparkSession, frame: DataFrame, uri: str) -> None:
-    """``frame`` as one CSV file at ``uri`` (with a header even when empty), written by one
-    task into a hidden folder and moved into place."""
+def write_csv(spark: SparkSession, frame: DataFrame, uri: str, *order: Column) -> None:
+    """``frame`` as one CSV file at ``uri`` (with a header even when empty), sorted by
+    ``order``, written by one task into a hidden folder and moved into place. The one task
+    sorts its rows itself: one Spark job, not a global sort's sampling job and then the write."""
     fs = HadoopFS(spark, uri)
     parts = f"{fs.parent(uri).rstrip('/')}/.{uri.rstrip('/').rpartition('/')[2]}.parts"
-    frame.coalesce(1).write.mode("overwrite").option("header", "true").csv(parts)
+    frame.coalesce(1).sortWithinPartitions(*order).write.mode("overwrite") \
+        .option("header", "true").csv(parts)
     written = [e.path for e in fs.list_dir(parts) if e.path.rpartition("/")[2].startswith("part-")]
     if written:
         if fs.exists(uri):
@@ -86,50 +92,52 @@ def write_csv(spark: SparkSession, frame: DataFrame, uri: str) -> None:
     fs.delete(parts)
 
 
-def counts(table: DataFrame, studies: DataFrame) -> dict[str, int]:
+def counts(table: DataFrame) -> dict[str, int]:
+    """The run's counts of films and of studies (as ``study_rows`` groups them), in one job."""
+    study = F.when(F.col("score").isNotNull(), _study())
     row = table.agg(F.count("*").alias("films"),
                     F.count("score").alias("scored"),
                     F.sum(F.col("flagged").cast("int")).alias("flagged"),
-                    F.count("skip_reason").alias("skipped")).first()
-    study = studies.agg(F.count("*").alias("studies"),
-                        F.sum(F.col("flagged").cast("int")).alias("studies_flagged")).first()
-    return {k: int(v or 0) for k, v in {**row.asDict(), **study.asDict()}.items()}
-
-
-def _thumbnail(fs: HadoopFS, uri: str) -> bytes | None:
-    try:
-        return thumbnail_png(decode_display(fs.read_bytes(uri), THUMBNAIL_SIDE))
-    except (ImageError, OSError):  # gone or changed since it was scored: listed without it
-        return None
+                    F.count("skip_reason").alias("skipped"),
+                    F.countDistinct(study).alias("studies"),
+                    F.countDistinct(F.when(F.col("flagged"), study)).alias("studies_flagged")).first()
+    return {k: int(v or 0) for k, v in row.asDict().items()}
 
 
 def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies: DataFrame,
                      limit: int) -> list[WorklistStudy]:
-    """The ``limit`` studies the worklist shows (flagged first, by score), with their films'
-    thumbnails and overlays."""
+    """The ``limit`` studies the worklist shows (flagged first, by score), with their films
+    and, for the first ``limit`` films in page order, their pictures."""
     top = studies.orderBy(F.desc("flagged"), F.desc("score"), "study").limit(limit).collect()
+    if not top:
+        return []
     keys = spark.createDataFrame([(s["study"],) for s in top], "study string")
     films = (table.filter(F.col("score").isNotNull())
-             .withColumn("study", F.coalesce("study_instance_uid", "uri"))
+             .withColumn("study", _study())
              .join(F.broadcast(keys), "study")
-             .select("study", "uri", "score", "flagged", "heatmap").collect())
-    by_study: dict[str, list] = {}
+             .select("study", "uri", "score", "flagged").collect())
+    by_study: dict[str, list[WorklistFilm]] = {}
     for film in films:
-        by_study.setdefault(film["study"], []).append(film)
-    fs = HadoopFS(spark, folder)
-    out = []
-    for study in top:
-        shown = sorted(by_study.get(study["study"], []), key=lambda f: -f["score"])
-        out.append(WorklistStudy(
-            key=study["study"], patient_id=study["patient_id"],
-            accession_number=study["accession_number"], study_uid=study["study_instance_uid"],
-            score=study["score"], flagged=study["flagged"],
-            films=[WorklistFilm(uri=f["uri"], score=f["score"], flagged=f["flagged"],
-                                thumbnail_png=_thumbnail(fs, f["uri"]),
-                                overlay_png=fs.read_bytes(f"{folder.rstrip('/')}/{f['heatmap']}")
-                                if f["heatmap"] else None)
-                   for f in shown]))
-    return out
+        by_study.setdefault(film["study"], []).append(
+            WorklistFilm(uri=film["uri"], score=film["score"], flagged=film["flagged"]))
+    page = order_studies(
+        WorklistStudy(key=s["study"], patient_id=s["patient_id"],
+                      accession_number=s["accession_number"], study_uid=s["study_instance_uid"],
+                      score=s["score"], flagged=s["flagged"], films=by_study.get(s["study"], []))
+        for s in top)
+    shown = [f.uri for s in page for f in s.films][:limit]
+    pictures = _pictures(spark, folder, shown)
+    return [replace(s, films=[replace(f, **pictures.get(f.uri, {})) for f in s.films])
+            for s in page]
+
+
+def _pictures(spark: SparkSession, folder: str, uris: list[str]) -> dict[str, dict[str, bytes]]:
+    """The thumbnails and overlays the scoring tasks made of ``uris`` (a film gone or changed
+    since it was scored is simply shown without them)."""
+    wanted = spark.createDataFrame([(u,) for u in uris], "uri string")
+    rows = (spark.read.schema(PICTURES).parquet(f"{folder.rstrip('/')}/{PICTURES_DIR}")
+            .join(F.broadcast(wanted), "uri").select("uri", "thumbnail", "overlay").collect())
+    return {r["uri"]: {"thumbnail_png": r["thumbnail"], "overlay_png": r["overlay"]} for r in rows}
 
 
 def skipped_files(table: DataFrame) -> list[Skipped]:
@@ -147,19 +155,19 @@ def _page_counts(counts: dict[str, int]) -> dict[str, int]:
 
 
 def write_views(spark: SparkSession, folder: str, data: str, model: ScreeningModel,
-                summary: RunSummary, max_images: int = config.WORKLIST_MAX_IMAGES) -> RunSummary:
+                summary: RunSummary, max_images: int = config.WORKLIST_MAX_IMAGES,
+                counted: dict[str, int] | None = None) -> RunSummary:
     """Write the CSV twin, the study tables, the worklist and the summary from the
     ``predictions.parquet`` in ``folder`` (films from ``data``); returns the summary with its
-    counts."""
+    counts (``counted``: the table's ``counts``, when the caller has them already)."""
     base = folder.rstrip("/")
     table = spark.read.parquet(f"{base}/{PREDICTIONS}.parquet")
-    write_csv(spark, table.orderBy("uri"), f"{base}/{PREDICTIONS}.csv")
-    studies = study_rows(table)
-    studies.write.mode("overwrite").parquet(f"{base}/{STUDIES}.parquet")
+    write_csv(spark, table, f"{base}/{PREDICTIONS}.csv", F.col("uri"))
+    study_rows(table).write.mode("overwrite").parquet(f"{base}/{STUDIES}.parquet")
     studies = spark.read.parquet(f"{base}/{STUDIES}.parquet")
-    write_csv(spark, studies.orderBy(F.desc("flagged"), F.desc("score")), f"{base}/{STUDIES}.csv")
-    summary.counts = counts(table, studies)
-    skipped = skipped_files(table)
+    write_csv(spark, studies, f"{base}/{STUDIES}.csv", F.desc("flagged"), F.desc("score"))
+    summary.counts = counted or counts(table)
+    skipped = skipped_files(table) if summary.counts["skipped"] else []
     summary.skipped = [{"path": s.path, "reason": s.reason} for s in skipped]
     fs = HadoopFS(spark, folder)
     with tempfile.TemporaryDirectory() as local:

@@ -4,7 +4,10 @@ Each Python worker builds its model once (``_scorer``) and reuses it for every l
 micro-batch, so a stream of a few films at a time pays for the network only once. A film that
 cannot be used gets its reason in ``skip_reason`` and no score; the others in its batch go on.
 Heatmap overlays are written by the task that computed them (``fs.task_files``), named by a
-hash of the film's URI, so no file name carries a patient's name.
+hash of the film's URI, so no file name carries a patient's name. The same task, which has the
+film's bytes at hand, also makes the worklist's pictures of every scored film (its thumbnail and
+overlay) and writes them as one small Parquet file per batch in ``PICTURES_DIR``: the driver
+then takes the few hundred it shows from there instead of reading and decoding films itself.
 """
 from __future__ import annotations
 
@@ -12,14 +15,19 @@ import hashlib
 import logging
 import tempfile
 import threading
+import uuid
 from dataclasses import asdict, dataclass, fields
 from typing import Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import Column
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import (BooleanType, DoubleType, StringType, StructField, StructType)
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import (BinaryType, BooleanType, DoubleType, StringType, StructField,
+                               StructType)
 
 from pipeline.data import dicom
 from pipeline.data.images import decode_bytes, decode_display
@@ -30,16 +38,18 @@ from pipeline.featurizer.transformer import _local, runner_for, task_threads
 from pipeline.fs.task_files import FileTarget, upload
 from pipeline.predict.heatmaps import class_activation_maps, grad_cam, split_at_maps
 from pipeline.predict.models import FEATURIZER, WorkerModel
-from pipeline.report.worklist import overlay_png
+from pipeline.report.worklist import overlay_png, thumbnail_png
 
 log = logging.getLogger(__name__)
 
 #: ``--heatmaps``: overlays for flagged films only (the default: what a reader opens), every
 #: scored film, or none.
 HEATMAP_CHOICES = ("flagged", "all", "none")
-#: Folder of the overlays inside the output, and their longest side in pixels.
+#: Folder of the overlays inside the output; the longest side of overlays and thumbnails.
 HEATMAP_DIR = "heatmaps"
-OVERLAY_SIDE = 512
+PICTURE_SIDE = 256
+#: The worklist's pictures of the scored films (hidden: not an output a reader opens).
+PICTURES_DIR = "_pictures"
 
 #: One row per film, besides its URI: what the output tables hold.
 RESULT = StructType([
@@ -51,6 +61,13 @@ RESULT = StructType([
     StructField("flagged", BooleanType()),
     StructField("heatmap", StringType()),
     StructField("skip_reason", StringType()),
+])
+#: A row of ``PICTURES_DIR``: a scored film, its thumbnail and, when it has one, its heatmap
+#: overlay (PNG bytes).
+PICTURES = StructType([
+    StructField("uri", StringType()),
+    StructField("thumbnail", BinaryType()),
+    StructField("overlay", BinaryType()),
 ])
 
 
@@ -118,18 +135,36 @@ def heatmap_name(uri: str) -> str:
     return f"{HEATMAP_DIR}/{hashlib.sha256(uri.encode()).hexdigest()[:24]}.png"
 
 
-def _write_overlay(task: ScoringTask, uri: str, data: bytes, heatmap: np.ndarray) -> str:
-    name = heatmap_name(uri)
-    png = overlay_png(decode_display(data, OVERLAY_SIDE, task.model.draft_decode), heatmap)
-    with tempfile.NamedTemporaryFile(suffix=".png") as tmp:
-        tmp.write(png)
+def _upload(task: ScoringTask, name: str, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(suffix=".tmp") as tmp:
+        tmp.write(data)
         tmp.flush()
         upload(task.target, tmp.name, name)
-    return name
+
+
+def _pictures(task: ScoringTask, uri: str, row: dict, data: bytes,
+              heatmap: np.ndarray | None) -> dict:
+    """The worklist's pictures of one scored film, from one decode at thumbnail size; its
+    overlay, when it gets one, is also written to ``HEATMAP_DIR``."""
+    film = decode_display(data, PICTURE_SIDE, task.model.draft_decode)
+    overlay = None
+    if heatmap is not None:
+        overlay = overlay_png(film, heatmap, PICTURE_SIDE)
+        row["heatmap"] = heatmap_name(uri)
+        _upload(task, row["heatmap"], overlay)
+    return {"uri": uri, "thumbnail": thumbnail_png(film, PICTURE_SIDE), "overlay": overlay}
+
+
+def _write_pictures(task: ScoringTask, pictures: list[dict]) -> None:
+    """One Parquet file of a batch's pictures (a retried task's copy only repeats rows)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(pictures, schema=to_arrow_schema(PICTURES)), sink,
+                   compression="none")  # PNGs are compressed already
+    _upload(task, f"{PICTURES_DIR}/part-{uuid.uuid4().hex}.parquet", sink.getvalue().to_pybytes())
 
 
 def score_films(task: ScoringTask, uris: list[str], contents: list[bytes]) -> pd.DataFrame:
-    """The RESULT rows of one batch of films, in order."""
+    """The RESULT rows of one batch of films, in order (and their pictures, written)."""
     scorer = _scorer(task.model)
     rows = [dict.fromkeys(RESULT.fieldNames()) for _ in uris]
     films, kept = [], []
@@ -150,13 +185,16 @@ def score_films(task: ScoringTask, uris: list[str], contents: list[bytes]) -> pd
         scores, maps = scorer.score(films)
         calibrator = task.model.calibrator
         probabilities = calibrator.apply(scores) if calibrator else [None] * len(kept)
+        pictures = []
         for i, score, probability, heatmap in zip(kept, scores, probabilities, maps):
             flagged = bool(score > task.threshold)
             rows[i].update(score=float(score), flagged=flagged,
                            probability=None if probability is None else float(probability))
-            if heatmap is not None and (task.heatmaps == "all" or
-                                        (task.heatmaps == "flagged" and flagged)):
-                rows[i]["heatmap"] = _write_overlay(task, uris[i], contents[i], heatmap)
+            shown = heatmap is not None and (task.heatmaps == "all" or
+                                             (task.heatmaps == "flagged" and flagged))
+            pictures.append(_pictures(task, uris[i], rows[i], contents[i],
+                                      heatmap if shown else None))
+        _write_pictures(task, pictures)
     return pd.DataFrame(rows, columns=RESULT.fieldNames())
 
 
