@@ -2,6 +2,7 @@
 train's --reg-grid and `make best`'s argument checks."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -104,7 +105,11 @@ def test_a_bad_reg_grid_is_refused_before_any_work(tmp_path, capsys):
 
 
 def _make_best(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-n", "best", *args], cwd=REPO, capture_output=True, text=True)
+    # Run as a top-level make: under `make test` the outer make's MAKEFLAGS/MAKELEVEL would
+    # make this one print "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    return subprocess.run(["make", "--no-print-directory", "-n", "best", *args], cwd=REPO,
+                          capture_output=True, text=True, env=env)
 
 
 @pytest.mark.parametrize("args, reason", [
