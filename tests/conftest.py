@@ -14,6 +14,10 @@ for _var in ("HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_CONF_DIR"):
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# One local session serves every in-process job of the suite, and each job's listing stays
+# persisted in it: 2 GB of driver heap, not Spark's default 1 GB (a CI run ran out of heap late
+# in the suite). A job in production runs one listing per session.
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 2g pyspark-shell")
 
 
 @pytest.fixture(scope="session")
