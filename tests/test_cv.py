@@ -70,6 +70,19 @@ def test_the_report_shows_the_spread(spark, cv_run, tmp_path):
     assert json.loads((tmp_path / "r/metrics.json").read_text())["training"]["cross_validation"]
 
 
+def test_jobs_release_what_they_cached(spark, cv_run, tmp_path):
+    """A session outlives its jobs (a notebook, this suite): train and evaluate unpersist the
+    listings and feature vectors they persisted."""
+    root, cfg, _, out = cv_run
+    persisted = spark.sparkContext._jsc.getPersistentRDDs
+    before = set(persisted().keys())
+    again = train(spark, TrainConfig(**{**cfg.__dict__, "model_out": str(out / "again"),
+                                        "features_cache": None, "cv_folds": 0}))
+    evaluate(spark, EvalConfig(data=str(root), model=cfg.model_out, out=str(tmp_path / "r")))
+    assert again.summary.featurized > 0
+    assert set(persisted().keys()) == before
+
+
 def test_one_fold_is_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_job(train_job.main, train_job.parser(), [

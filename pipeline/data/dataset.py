@@ -64,6 +64,7 @@ from pipeline.data.split import validation_patients
 from pipeline.data.tree import Entry, Lister, TreeError, file_problem, walk
 from pipeline.fs.storage import HadoopFS, StorageError, local_path
 from pipeline.runtime.cli import one_line
+from pipeline.runtime.session import pinned
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class Listing:
                   .select("path", "split", "label", "patient_id",
                           ((F.col("split") == "train") & F.coalesce("chosen", F.lit(False)))
                           .alias("is_val")))
-        return dataclasses.replace(self, images=_pinned(images))
+        return dataclasses.replace(self, images=pinned(images))
 
     def log_summary(self) -> None:
         counts = {(r["split"], r["label"]): r["count"]
@@ -135,11 +136,6 @@ class Listing:
             log.warning("skipped %s: %s", item.path, item.reason)
         for warning in self.warnings:
             log.warning("%s", warning)
-
-
-def _pinned(frame: DataFrame) -> DataFrame:
-    """``frame`` persisted: a listing is computed once, not again by each job that reads it."""
-    return frame.persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def _hadoop_lister(spark: SparkSession, base: str) -> Lister:
@@ -213,15 +209,15 @@ def scan_tree(spark: SparkSession, root: str, splits: tuple[str, ...]) -> Listin
     lister = (local_lister(local_path(base).resolve(), prefix="file:") if local
               else _hadoop_lister(spark, base))
     found = walk(base, lister, splits, list_files=False)
-    entries = _pinned(_local_files(spark, base, found.class_folders) if local
-                      else _hadoop_files(spark, found.class_folders))
+    entries = (_local_files(spark, base, found.class_folders) if local  # unpersisted below
+               else _hadoop_files(spark, found.class_folders)).persist(StorageLevel.MEMORY_AND_DISK)
     per_folder = {(r["split"], r["class_name"]): r["count"] for r in
                   entries.filter(F.col("reason").isNull()).groupBy("split", "class_name").count()
                   .collect()}
     if not per_folder:
         entries.unpersist()
         raise TreeError(f"no images found under {base} for splits {', '.join(splits)}")
-    images = _pinned(entries.filter(F.col("reason").isNull()).select(
+    images = pinned(entries.filter(F.col("reason").isNull()).select(
         "path", "split", _label_of(F.col("class_name")).alias("label"),
         _patient_ids(F.col("path")).alias("patient_id"), F.lit(False).alias("is_val")))
     images.count()
@@ -396,7 +392,7 @@ def _manifest_listing(spark: SparkSession, fs: HadoopFS, base: str,
                      if c not in classes]
     if not per_folder:
         raise TreeError(f"no images found under {base} for splits {', '.join(splits)}")
-    images = _pinned(frame.select(
+    images = pinned(frame.select(
         F.concat(F.lit(base + "/"), "path").alias("path"), "split",
         F.col("label").cast("double").alias("label"), "patient_id", F.lit(False).alias("is_val")))
     films = images.count()

@@ -29,7 +29,7 @@ from pipeline.fs.storage import HadoopFS, atomic_output, prepare_output
 from pipeline.report.document import MetricsDocument
 from pipeline.report.metrics import headline, threshold_for_sensitivity
 from pipeline.report.page import write_metrics_report
-from pipeline.runtime.session import step
+from pipeline.runtime.session import releasing, step
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def _threshold(cfg: EvalConfig, saved: SavedModel) -> tuple[float, str]:
                        f"at evaluation from the validation scores stored with the model")
 
 
+@releasing()
 def evaluate(spark: SparkSession, cfg: EvalConfig) -> MetricsDocument:
     """Score ``cfg.split`` and write metrics.json, plots, predictions.csv and report.html."""
     started = time.monotonic()

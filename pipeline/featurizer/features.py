@@ -14,7 +14,6 @@ import json
 import logging
 from dataclasses import dataclass
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -29,7 +28,7 @@ from pipeline.data.dataset import (
 from pipeline.data.rules import Duplicate, Skipped
 from pipeline.featurizer.transformer import DeepImageFeaturizer
 from pipeline.fs.storage import HadoopFS, atomic_output
-from pipeline.runtime.session import step
+from pipeline.runtime.session import pinned, step
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,7 @@ def featurize(spark: SparkSession, featurizer: DeepImageFeaturizer, listing: Lis
     copies."""
     featurizer = featurizer.copy({featurizer.errorCol: ERROR_COL})
     with step(spark, name, timings):
-        out = (featurizer.transform(read_images(spark, listing, reader)).drop("image")
-               .persist(StorageLevel.MEMORY_AND_DISK))
+        out = pinned(featurizer.transform(read_images(spark, listing, reader)).drop("image"))
         read = out.count()
         lost = unread(spark, metadata(spark, listing), out)
         bad = out.filter(F.col(ERROR_COL).isNotNull()).select("path", ERROR_COL).collect()

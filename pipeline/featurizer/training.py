@@ -36,7 +36,7 @@ from pipeline.report.calibration import fit_platt
 from pipeline.report.crossval import fold_scores, grade_fold, mean_sd, summarise_folds
 from pipeline.report.document import ScoredPart, spark_run
 from pipeline.report.metrics import binary_metrics, headline, roc_auc, threshold_for_sensitivity
-from pipeline.runtime.session import step
+from pipeline.runtime.session import releasing, step
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
     return result
 
 
+@releasing()
 def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
     """Run the whole training; returns the model and summary it also saved."""
     if cfg.cv_folds < 0 or cfg.cv_folds == 1:

@@ -47,7 +47,7 @@ from pipeline.report.document import MetricsDocument, ScoredPart
 from pipeline.report.metrics import binary_metrics, headline, threshold_for_sensitivity
 from pipeline.report.page import write_metrics_report
 from pipeline.runtime.precision import CHOICES as PRECISIONS
-from pipeline.runtime.session import step
+from pipeline.runtime.session import pinned, releasing, step
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def sample_listing(listing: Listing, max_images: int | None, seed: int) -> Listi
         films = films.sort_values("path").reset_index(drop=True)
         return films.sample(n=min(len(films), max_images), random_state=seed)
 
-    images = listing.images.groupBy("split").applyInPandas(sample, listing.images.schema).persist()
+    images = pinned(listing.images.groupBy("split").applyInPandas(sample, listing.images.schema))
     log.info("--max-images %d: using %d of %d films", max_images, images.count(),
              listing.images.count())
     return dataclasses.replace(listing, images=images)  # skipped files and warnings kept
@@ -198,6 +198,7 @@ def _write_outputs(local: Path, doc: MetricsDocument, result: dict) -> None:
     write_metrics_report(local, doc)
 
 
+@releasing()
 def finetune(spark: SparkSession, cfg: FinetuneConfig) -> MetricsDocument:
     """Run the whole job; returns the metrics document also written to ``cfg.out``."""
     cfg.check()

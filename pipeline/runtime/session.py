@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Iterator
 
 from py4j.protocol import Py4JError
-from pyspark import SparkConf, SparkContext
-from pyspark.sql import SparkSession
+from pyspark import SparkConf, SparkContext, StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 
 from pipeline import config
 from pipeline.cluster import pyenv
@@ -132,6 +132,32 @@ def ship_package(spark: SparkSession) -> None:
     # Executors fetch it from the driver lazily: it must outlive the job, not the process.
     atexit.register(shutil.rmtree, archive.parent, True)
     log.info("shipped %s (%d KB) to the executors", archive.name, archive.stat().st_size // 1024)
+
+
+#: What the running job pinned (``pinned``), for ``releasing`` to unpersist.
+_pinned: list[DataFrame] = []
+
+
+def pinned(frame: DataFrame) -> DataFrame:
+    """``frame`` persisted (memory, spilling to disk) until the job that pinned it ends
+    (``releasing``): computed once, not again by each Spark job that reads it."""
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    _pinned.append(frame)
+    return frame
+
+
+@contextlib.contextmanager
+def releasing() -> Iterator[None]:
+    """Unpersist, on the way out, what was pinned inside (also as a decorator of a job's
+    function). A session outlives its jobs (a notebook, ``--watch``, the test suite's one
+    session): without this every job's listing and feature vectors stayed cached in the
+    driver's and executors' memory until the session ended."""
+    mark = len(_pinned)
+    try:
+        yield
+    finally:
+        while len(_pinned) > mark:
+            _pinned.pop().unpersist()
 
 
 @contextlib.contextmanager
