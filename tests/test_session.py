@@ -1,9 +1,13 @@
-"""The session a job gets when started as ``python jobs/train.py``, not through spark-submit."""
+"""The session a job gets: started as ``python jobs/train.py`` (not through spark-submit), and
+when its start fails."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
+
+from pipeline.runtime.session import get_session
 from tests.reliability.runner import LOCAL_ENV
 
 PROGRAM = """
@@ -25,3 +29,37 @@ def test_plain_python_start_runs_workers_on_this_interpreter(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "workers ran 5" in done.stdout
+
+
+def _failing_starts(monkeypatch, failures: int, message: str) -> list[int]:
+    """The builder's start raises ``message`` ``failures`` times, then starts as usual."""
+    from pyspark.sql import SparkSession
+
+    calls: list[int] = []
+    real = SparkSession.Builder.getOrCreate
+
+    def start(builder):
+        calls.append(1)
+        if len(calls) <= failures:
+            raise RuntimeError(message)
+        return real(builder)
+
+    monkeypatch.setattr(SparkSession.Builder, "getOrCreate", start)
+    return calls
+
+
+RACE = "An error occurred while calling JavaSparkContext.\n: java.util.ConcurrentModificationException"
+
+
+def test_a_start_that_lost_a_race_starts_once_more(spark, monkeypatch):
+    calls = _failing_starts(monkeypatch, 1, RACE)
+    assert get_session("xray-tests", "local[2]") is spark and len(calls) == 2
+
+
+def test_a_second_race_or_any_other_failure_is_one_line(spark, monkeypatch):
+    for failures, message in ((2, RACE), (1, "Connection refused: localhost/127.0.0.1:8032")):
+        calls = _failing_starts(monkeypatch, failures, message)
+        with pytest.raises(RuntimeError) as raised:
+            get_session("xray-tests", "local[2]")
+        assert str(raised.value).startswith("Spark could not start on local[2]: ")
+        assert "\n" not in str(raised.value) and len(calls) == min(failures, 2)
