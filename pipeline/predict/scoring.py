@@ -48,8 +48,10 @@ HEATMAP_CHOICES = ("flagged", "all", "none")
 #: Folder of the overlays inside the output; the longest side of overlays and thumbnails.
 HEATMAP_DIR = "heatmaps"
 PICTURE_SIDE = 256
-#: The worklist's pictures of the scored films (hidden: not an output a reader opens).
-PICTURES_DIR = "_pictures"
+#: The worklist's pictures of the scored films, read back for the page: a batch run deletes
+#: it at the end, a watch keeps it for the next rebuild. Not ``_``-named: Spark warns "All
+#: paths were ignored" when it reads such a folder.
+PICTURES_DIR = "worklist-pictures"
 
 #: One row per film, besides its URI: what the output tables hold.
 RESULT = StructType([
