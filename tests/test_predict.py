@@ -265,7 +265,11 @@ def test_watch_scores_films_as_they_land_and_resumes(model_uri, tree, tmp_path):
                 latencies.append(_wait_for(out, path.name) - landed)
         finally:
             proc.send_signal(signal.SIGTERM)
-            log = proc.communicate(timeout=120)[0]
+            try:
+                log = proc.communicate(timeout=240)[0]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail(f"no exit 240 s after SIGTERM:\n{proc.communicate()[0][-6000:]}")
         assert proc.returncode == 143, log[-3000:]
     print(f"\nwatch latency, film landed -> row written: "
           f"{', '.join(f'{s:.1f}' for s in latencies)} s")
