@@ -118,6 +118,9 @@ def measure(modes: list[str], root: str, warm: str) -> list[dict]:
     listing (tracemalloc) and the JVM heap's peak over what it held before."""
     from pyspark.sql import SparkSession
 
+    # The listing judges files in Python tasks: their workers must run this interpreter (the
+    # venv's), not whatever python3 is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
              .getOrCreate())
     results = []
