@@ -47,6 +47,7 @@ from PIL import Image  # noqa: E402
 from pipeline import config  # noqa: E402
 from pipeline.data.manifest import ManifestRow, to_csv  # noqa: E402
 from pipeline.data.patients import patient_id  # noqa: E402
+from pipeline.runtime.session import get_session  # noqa: E402
 
 MODES = ("old", "walk", "manifest")
 
@@ -116,13 +117,9 @@ def measure(modes: list[str], root: str, warm: str) -> list[dict]:
     """The listings in this process (``main`` runs one per tree size), each after a warm-up
     on the small tree ``warm`` and a JVM GC: seconds, the Python allocations' peak during the
     listing (tracemalloc) and the JVM heap's peak over what it held before."""
-    from pyspark.sql import SparkSession
-
-    # The listing judges files in Python tasks: their workers must run this interpreter (the
-    # venv's), not whatever python3 is first on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
-             .getOrCreate())
+    # The jobs' own session: their Spark settings, and Python workers on this interpreter
+    # (the listing judges files in Python tasks, which need the venv's libraries).
+    spark = get_session("xray-bench-scan", master="local[1]")
     results = []
     for mode in modes:
         _list(spark, mode, warm)
