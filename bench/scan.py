@@ -47,7 +47,7 @@ from PIL import Image  # noqa: E402
 from pipeline import config  # noqa: E402
 from pipeline.data.manifest import ManifestRow, to_csv  # noqa: E402
 from pipeline.data.patients import patient_id  # noqa: E402
-from pipeline.runtime.session import get_session  # noqa: E402
+from pipeline.runtime.session import get_session, releasing  # noqa: E402
 
 MODES = ("old", "walk", "manifest")
 
@@ -161,11 +161,10 @@ def _list(spark, mode: str, root: str) -> int:
     if mode == "walk" and manifest.exists():
         manifest.rename(hidden)
     try:
-        listing = dataset.scan_tree(spark, root, ("train",)).with_validation(
-            config.VALIDATION_FRACTION, config.SEED)
-        films = listing.images.count()
-        listing.images.unpersist()
-        return films
+        with releasing():  # as a job: its cached listing and scratch copy go at the end
+            listing = dataset.scan_tree(spark, root, ("train",)).with_validation(
+                config.VALIDATION_FRACTION, config.SEED)
+            return listing.images.count()
     finally:
         if hidden.exists():
             hidden.rename(manifest)

@@ -20,6 +20,7 @@ from pipeline.data.local_tree import local_lister
 from pipeline.data.manifest import ManifestRow, to_csv
 from pipeline.data.rules import Skipped
 from pipeline.data.tree import TreeError, walk
+from pipeline.runtime.session import releasing
 from tests import reasons as R
 from tests.trees import valid_tree, write_image
 
@@ -107,6 +108,23 @@ def test_a_manifest_that_describes_the_tree_lists_it(spark, tmp_path, caplog):
     assert listed.warnings == walked.warnings == [f"{walked.root}/test/NORMAL/: no images in class folder"]
     only_test = scan_tree(spark, str(root), ("test",)).images.toPandas()
     assert set(only_test["split"]) == {"test"} and len(only_test) == 2
+
+
+def test_the_manifest_is_read_from_a_copy_that_goes_when_the_job_ends(spark, tmp_path):
+    """Spark's file sources skip ``_manifest.csv`` by its name: the job streams a copy into
+    its scratch folder (no Java list of every line on the driver) and removes it at its end."""
+    root = valid_tree(tmp_path / "chest_xray", per_class=2, splits=("train",))
+    _write_manifest(root)
+    scratch = Path(spark.sparkContext._jvm.System.getProperty("user.home")) / ".xray-scratch"
+    before = set(scratch.glob("*/manifest.csv"))
+    with releasing():
+        listing = scan_tree(spark, str(root), ("train",))
+        copies = set(scratch.glob("*/manifest.csv")) - before
+        assert [c.read_bytes() for c in copies] == [(root / MANIFEST_NAME).read_bytes()]
+        assert listing.images.is_cached
+        assert listing.images.filter("patient_id LIKE 'from-manifest-%'").count() == 4
+    assert not any(c.parent.exists() for c in copies)
+    assert not listing.images.is_cached
 
 
 @pytest.mark.parametrize("change", ["litter", "new film", "appended", "moved"])

@@ -13,8 +13,9 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from py4j.protocol import Py4JError
 from pyspark import SparkConf, SparkContext, StorageLevel
@@ -147,30 +148,45 @@ def ship_package(spark: SparkSession) -> None:
     log.info("shipped %s (%d KB) to the executors", archive.name, archive.stat().st_size // 1024)
 
 
-#: What the running job pinned (``pinned``), for ``releasing`` to unpersist.
-_pinned: list[DataFrame] = []
+#: How to let go of what the running job holds (``pinned``, ``scratch``), for ``releasing``.
+_held: list[Callable[[], object]] = []
 
 
 def pinned(frame: DataFrame) -> DataFrame:
     """``frame`` persisted (memory, spilling to disk) until the job that pinned it ends
     (``releasing``): computed once, not again by each Spark job that reads it."""
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-    _pinned.append(frame)
+    _held.append(frame.unpersist)
     return frame
+
+
+def scratch(spark: SparkSession, name: str) -> str:
+    """A URI ``name`` in a new folder of its own on the default file system, which every
+    executor reads (HDFS on a cluster, the local disk under a local master), removed with
+    everything in it when the job ends (``releasing``). For copies Spark must read that it
+    cannot read where they are; the folder is created 750 like every output."""
+    sc = spark.sparkContext
+    jvm, conf = sc._jvm, sc._jsc.hadoopConfiguration()
+    fs = jvm.org.apache.hadoop.fs.FileSystem.get(conf)
+    folder = jvm.org.apache.hadoop.fs.Path(
+        fs.getHomeDirectory(), f".xray-scratch/{sc.applicationId}-{uuid.uuid4().hex[:12]}")
+    fs.mkdirs(folder)
+    _held.append(lambda: fs.delete(folder, True))
+    return fs.makeQualified(jvm.org.apache.hadoop.fs.Path(folder, name)).toString()
 
 
 @contextlib.contextmanager
 def releasing() -> Iterator[None]:
-    """Unpersist, on the way out, what was pinned inside (also as a decorator of a job's
-    function). A session outlives its jobs (a notebook, ``--watch``, the test suite's one
-    session): without this every job's listing and feature vectors stayed cached in the
-    driver's and executors' memory until the session ended."""
-    mark = len(_pinned)
+    """Unpersist, on the way out, what was pinned inside, and remove its scratch folders
+    (also as a decorator of a job's function). A session outlives its jobs (a notebook,
+    ``--watch``, the test suite's one session): without this every job's listing and feature
+    vectors stayed cached in the driver's and executors' memory until the session ended."""
+    mark = len(_held)
     try:
         yield
     finally:
-        while len(_pinned) > mark:
-            _pinned.pop().unpersist()
+        while len(_held) > mark:
+            _held.pop()()
 
 
 @contextlib.contextmanager
