@@ -22,6 +22,9 @@ from pipeline import config
 from pipeline.cluster import conf, native
 
 REPO = config.REPO_ROOT
+#: spark-submit options that give YARN executors the JVM options tests/conftest.py gives the
+#: drivers (prepended to any extraJavaOptions, such as a secure cluster's Kerberos ones).
+YARN_JVM_CONF = ("--conf", "spark.executor.defaultJavaOptions=" + " ".join(config.DAEMON_JVM_OPTS))
 
 
 def run_cli(command: str, env: dict[str, str] | None = None,

@@ -24,7 +24,7 @@ from pipeline import config
 from pipeline.cluster import conf, jars, kdc
 from pipeline.data.sample_data import write_tree
 from pipeline.fs import webhdfs
-from tests.cluster_fixtures import isolated_env
+from tests.cluster_fixtures import YARN_JVM_CONF, isolated_env
 
 REALM = config.KERBEROS_REALM
 USER = kdc.user()
@@ -264,7 +264,7 @@ def _submit(env: dict[str, str], job: str, *args: str, spark: tuple[str, ...] = 
     """spark-submit --master yarn [spark options] jobs/<job>.py args, one executor."""
     command = [str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn",
                "--conf", "spark.executor.instances=1", "--conf", "spark.executor.memory=512m",
-               "--conf", "spark.executor.memoryOverhead=1536m", *spark,
+               "--conf", "spark.executor.memoryOverhead=1536m", *YARN_JVM_CONF, *spark,
                str(config.REPO_ROOT / "jobs" / f"{job}.py"), *args]
     done = subprocess.run(command, env=env, cwd=config.REPO_ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=1500)

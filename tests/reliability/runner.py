@@ -21,6 +21,7 @@ import pytest
 
 from pipeline import config
 from pipeline.runtime.cli import run_job
+from tests.cluster_fixtures import YARN_JVM_CONF
 
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
 #: Local mode as the Makefile runs it; workers import the checkout's ``pipeline``.
@@ -32,7 +33,8 @@ for _var in ("SPARK_CONF_DIR", "HADOOP_CONF_DIR", "YARN_CONF_DIR"):
 
 
 def job_command(job: str, *args: str, master: str = "local[2]") -> list[str]:
-    return [SPARK_SUBMIT, "--master", master, str(config.REPO_ROOT / "jobs" / f"{job}.py"), *args]
+    return [SPARK_SUBMIT, "--master", master, *(YARN_JVM_CONF if master == "yarn" else ()),
+            str(config.REPO_ROOT / "jobs" / f"{job}.py"), *args]
 
 
 def submit(job: str, *args: str, master: str = "local[2]", env: dict | None = None,
