@@ -41,8 +41,21 @@ browser:
 # tests (marker `compose`, about 45 min on a busy 2-core machine plus the engine's setup) and
 # native mode's run of the shipped environment (marker `ship`, about 11 min) run with
 # `make test-compose`, or here with COMPOSE=1 (docs/cluster.md#docker-compose-mode).
+#
+# Two pytest processes at once: one alone took 59 min on our 2-core machines, with a core idle
+# about a third of the time while the cluster tests ran. The tests that start clusters and
+# spark-submit jobs (much of it waiting on JVMs, YARN and timeouts; their log follows the
+# other's) run beside the ones in the suite's own Spark session. Exit status: the worse one.
+CLUSTER_TESTS := tests/cluster tests/ingest tests/reliability tests/compose tests/test_yarn_jobs.py \
+	tests/test_pyenv.py
+TEST_MARKS := $(if $(COMPOSE),,-m 'not compose and not ship')
 test: venv browser kerberos
-	$(PY) -m pytest $(if $(COMPOSE),,-m 'not compose and not ship')
+	@mkdir -p out/ci; \
+	$(PY) -m pytest $(TEST_MARKS) -p no:cacheprovider $(CLUSTER_TESTS) > out/ci/cluster-tests.log 2>&1 & \
+	cluster=$$!; echo "make test: cluster tests run beside these (log: out/ci/cluster-tests.log)"; \
+	$(PY) -m pytest $(TEST_MARKS) $(addprefix --ignore=,$(CLUSTER_TESTS)); in_session=$$?; \
+	wait $$cluster; clusters=$$?; echo "=== cluster tests (exit $$clusters) ==="; \
+	cat out/ci/cluster-tests.log; exit $$(( in_session > clusters ? in_session : clusters ))
 
 # The engine first (docker/engine.sh: needs root where none runs); without one they skip and
 # say why.

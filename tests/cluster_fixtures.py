@@ -13,6 +13,7 @@ import random
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 
 from pipeline import config
 from pipeline.cluster import conf, native
+from pipeline.cluster.health import get_json, url
 
 REPO = config.REPO_ROOT
 #: spark-submit options that give YARN executors the JVM options tests/conftest.py gives the
@@ -103,3 +105,19 @@ def process_gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
     except OSError:
         return True
+
+
+def history(path: str) -> list | dict:
+    """The shared cluster's History Server REST API: ``history("/applications")``."""
+    return get_json(url("history_http", f"/api/v1{path}"), timeout=10)
+
+
+def completed_app(app_id: str, timeout_s: float = 120) -> dict:
+    """The History Server's entry for ``app_id`` once it lists it as completed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        apps = {a["id"]: a for a in history("/applications?status=completed")}
+        if app_id in apps:
+            return apps[app_id]
+        time.sleep(3)
+    raise AssertionError(f"History Server did not list {app_id} as completed in {timeout_s}s")

@@ -121,6 +121,8 @@ def test_the_manifest_is_read_from_a_copy_that_goes_when_the_job_ends(spark, tmp
         listing = scan_tree(spark, str(root), ("train",))
         copies = set(scratch.glob("*/manifest.csv")) - before
         assert [c.read_bytes() for c in copies] == [(root / MANIFEST_NAME).read_bytes()]
+        assert [(c.stat().st_mode & 0o777, c.parent.stat().st_mode & 0o777) for c in copies] \
+            == [(0o640, 0o750)]  # patient IDs: like every output
         assert listing.images.is_cached
         assert listing.images.filter("patient_id LIKE 'from-manifest-%'").count() == 4
     assert not any(c.parent.exists() for c in copies)

@@ -1,6 +1,7 @@
-"""The README's cluster commands, as written: ingest to HDFS, train and evaluate on YARN,
-read the report back from HDFS, and find both applications and their named steps in the
-History Server."""
+"""An executor lost mid-job on YARN: the train job recovers and fits the same model as a
+fault-free run of the same command. (The README's cluster commands as written, ingest, train,
+evaluate and predict on YARN, with their applications and named steps in the History Server:
+tests/reliability/test_phi.py, which runs them once for both purposes.)"""
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ import pytest
 from hdfs import InsecureClient
 
 from pipeline import config
-from pipeline.cluster.health import get_json, url
 from pipeline.data.sample_data import write_tree
 from tests.cli import run_cli
+from tests.cluster_fixtures import completed_app, history
 from tests.reliability.runner import same_numbers, start, submit
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -26,20 +27,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 def _submit(spark_env: dict, job: str, *args: str) -> None:
     code, output = submit(job, *args, master="yarn", env=spark_env, timeout=900)
     assert code == 0, output[-3000:]
-
-
-def _history(path: str) -> list | dict:
-    return get_json(url("history_http", f"/api/v1{path}"), timeout=10)
-
-
-def _completed_app(app_id: str, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        apps = {a["id"]: a for a in _history("/applications?status=completed")}
-        if app_id in apps:
-            return apps[app_id]
-        time.sleep(3)
-    raise AssertionError(f"History Server did not list {app_id} as completed in {timeout_s}s")
 
 
 @pytest.fixture(scope="module")
@@ -62,34 +49,6 @@ def trained(spark_env, hdfs_tree) -> dict:
             f"{uri}/chest_xray", "--model-out", f"{uri}/model", "--weights", "none")
     with client.read(f"{base}/model/training_summary.json") as reader:
         return json.load(reader)
-
-
-def test_train_and_evaluate_on_yarn(spark_env, hdfs_tree, trained):
-    uri, client, base = hdfs_tree
-    env = dict(spark_env, TF_CPP_MIN_LOG_LEVEL="2")
-    _submit(env, "evaluate", "--data", f"{uri}/chest_xray", "--model", f"{uri}/model",
-            "--out", f"{uri}/report")
-
-    with client.read(f"{base}/report/metrics.json") as reader:
-        doc = json.load(reader)
-    summary = trained
-    assert doc["spark"]["master"] == summary["spark"]["master"] == "yarn"
-    assert doc["data"].startswith("hdfs://") and doc["split"] == "test"
-    assert doc["metrics"]["counts"]["total"] == len(client.list(f"{base}/chest_xray/test/NORMAL")) \
-        + len(client.list(f"{base}/chest_xray/test/PNEUMONIA"))
-    assert doc["metrics"]["threshold"] == pytest.approx(summary["threshold"])
-    assert set(client.list(f"{base}/report")) >= {"metrics.json", "report.html", "roc.png",
-                                                 "confusion_matrix.png", "predictions.csv"}
-
-    # (the scan steps list files on the driver and run no Spark job)
-    # ("choose threshold" works on the validation scores "fit classifier" collected: no job)
-    steps = {"train": {"featurize train", "fit classifier", "save model"},
-             "evaluate": {"featurize test", "evaluate test"}}
-    for job, app_id in (("train", summary["spark"]["app_id"]), ("evaluate", doc["spark"]["app_id"])):
-        app = _completed_app(app_id)
-        assert app["name"] == f"xray-{job}"
-        described = {j.get("description") for j in _history(f"/applications/{app_id}/jobs")}
-        assert steps[job] <= described, (job, described)
 
 
 def _executors_of(app_id: str) -> list[int]:
@@ -133,8 +92,8 @@ def test_executor_killed_mid_featurization_on_yarn(spark_env, hdfs_tree, trained
     # the retried tasks' partial results reach the driver in another order.
     for key in ("class_weights", "threshold", "validation_metrics"):
         assert same_numbers(got[key], trained[key]), (key, got[key], trained[key])
-    _completed_app(app_id)
-    executors = [e for e in _history(f"/applications/{app_id}/allexecutors") if e["id"] != "driver"]
+    completed_app(app_id)
+    executors = [e for e in history(f"/applications/{app_id}/allexecutors") if e["id"] != "driver"]
     reasons = [e.get("removeReason", "") for e in executors if e.get("removeReason")]
     record_property("executors", f"{len(executors)} used; removed: {reasons}")
     # spark.executor.instances is 2: a third one is the replacement YARN gave for the dead one

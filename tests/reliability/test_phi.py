@@ -10,6 +10,10 @@ those strings and for every 64-byte run of the films' file bytes, decoded pixels
 base64 forms. Predict's own outputs are the exception by design (a clinician must find the
 patient: its tables carry the DICOM identifiers, its worklist the films), and are only
 checked to be 750/640 like every output.
+
+The same runs are the README's cluster commands as written (ingest to HDFS; train, evaluate
+and predict on YARN): their report is read back from HDFS and their applications found in the
+History Server with their named steps.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from PIL import Image, PngImagePlugin
 from pipeline import config
 from pipeline.data.images import decode_bytes
 from tests import dicoms
+from tests.cluster_fixtures import completed_app, history
 from tests.reliability.runner import LOCAL_ENV, job_command
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -214,6 +219,32 @@ def test_nothing_left_behind_holds_pixels_or_metadata(left_behind):
     leaks = {name: where for name, blob in outputs.items()
              if (where := needles.found(blob))}
     assert leaks == {}
+
+
+def test_the_jobs_ran_on_yarn_and_the_history_server_shows_their_steps(left_behind):
+    """The README's cluster commands as written: the report read back from HDFS grades the
+    tree's test films with the model's threshold, and the History Server lists each
+    application as completed, with its named pipeline steps."""
+    outputs, _, _ = left_behind
+
+    def read(suffix: str) -> dict:
+        return json.loads(next(blob for name, blob in outputs.items() if name.endswith(suffix)))
+    summary, report = read("/model/training_summary.json"), read("/report/metrics.json")
+    assert report["spark"]["master"] == summary["spark"]["master"] == "yarn"
+    assert report["data"].startswith("hdfs://") and report["split"] == "test"
+    assert report["metrics"]["counts"]["total"] == 2  # test/NORMAL and test/PNEUMONIA: 1 each
+    assert report["metrics"]["threshold"] == pytest.approx(summary["threshold"])
+    in_report = {name.split("/report/", 1)[1].split("/")[0] for name in outputs if "/report/" in name}
+    assert in_report >= {"metrics.json", "report.html", "roc.png", "confusion_matrix.png",
+                         "predictions.csv"}, in_report
+    # (the scan steps list files on the driver and run no Spark job)
+    # ("choose threshold" works on the validation scores "fit classifier" collected: no job)
+    steps = {"train": {"featurize train", "fit classifier", "save model"},
+             "evaluate": {"featurize test", "evaluate test"}}
+    for job, app_id in (("train", summary["spark"]["app_id"]), ("evaluate", report["spark"]["app_id"])):
+        assert completed_app(app_id)["name"] == f"xray-{job}"
+        described = {j.get("description") for j in history(f"/applications/{app_id}/jobs")}
+        assert steps[job] <= described, (job, described)
 
 
 def test_model_and_report_on_hdfs_are_750_and_640(left_behind):
