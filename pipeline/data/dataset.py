@@ -11,9 +11,10 @@ counts, and the skipped files, of which it names at most ``MAX_NAMED`` (sorted b
 counts the rest.
 
 Where ingest left a manifest that still describes the tree (``_manifest_listing``: a few
-requests, whatever the tree's size), Spark reads the films from it as a table. Otherwise the
-one walk (``pipeline.data.tree``) finds the split and class folders on the driver, and the
-class folders' entries are listed into a DataFrame and judged by the same rule
+requests, whatever the tree's size), Spark reads the films from it as a table (a copy in the
+job's scratch folder: ``_readable_copy`` says why). Otherwise the one walk
+(``pipeline.data.tree``) finds the split and class folders on the driver, and the class
+folders' entries are listed into a DataFrame and judged by the same rule
 (``tree.file_problem``) in Spark: a local tree with ``os.scandir`` in Spark tasks (a
 ``file:`` tree is where every executor reads it), any other file system a folder at a time
 in the JVM, its statuses turned into rows there (``_hadoop_files``). Symbolic links (local
