@@ -164,13 +164,15 @@ def scratch(spark: SparkSession, name: str) -> str:
     """A URI ``name`` in a new folder of its own on the default file system, which every
     executor reads (HDFS on a cluster, the local disk under a local master), removed with
     everything in it when the job ends (``releasing``). For copies Spark must read that it
-    cannot read where they are; the folder is created 750 like every output."""
+    cannot read where they are; the folder is created 750 like every output. Called outside
+    a job, the folder goes when the JVM exits (Hadoop's ``deleteOnExit``)."""
     sc = spark.sparkContext
     jvm, conf = sc._jvm, sc._jsc.hadoopConfiguration()
     fs = jvm.org.apache.hadoop.fs.FileSystem.get(conf)
     folder = jvm.org.apache.hadoop.fs.Path(
         fs.getHomeDirectory(), f".xray-scratch/{sc.applicationId}-{uuid.uuid4().hex[:12]}")
     fs.mkdirs(folder)
+    fs.deleteOnExit(folder)  # if no job ends first (a notebook's scan_tree): when the JVM does
     _held.append(lambda: fs.delete(folder, True))
     return fs.makeQualified(jvm.org.apache.hadoop.fs.Path(folder, name)).toString()
 
