@@ -24,9 +24,11 @@ from pipeline.cluster import conf, native
 from pipeline.cluster.health import get_json, url
 
 REPO = config.REPO_ROOT
-#: spark-submit options that give YARN executors the JVM options tests/conftest.py gives the
-#: drivers (prepended to any extraJavaOptions, such as a secure cluster's Kerberos ones).
-YARN_JVM_CONF = ("--conf", "spark.executor.defaultJavaOptions=" + " ".join(config.DAEMON_JVM_OPTS))
+#: The JVM options of every Spark JVM the suite starts (tests/conftest.py says why).
+JVM_OPTS = " ".join(config.DAEMON_JVM_OPTS)
+#: spark-submit options that give YARN executors JVM_OPTS (prepended to any
+#: extraJavaOptions, such as a secure cluster's Kerberos ones).
+YARN_JVM_CONF = ("--conf", f"spark.executor.defaultJavaOptions={JVM_OPTS}")
 
 
 def run_cli(command: str, env: dict[str, str] | None = None,

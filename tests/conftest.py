@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-from pipeline import config
+# The native cluster (HDFS + YARN + History Server) for every test marked `cluster`: started
+# on first use by the same code as `make cluster-up`, reused when already running.
+from tests.cluster_fixtures import JVM_OPTS, cli, cluster, make_isolated_env, spark_env
 
 # The suite's own JVM must not inherit a cluster's client configuration from the shell (after
 # `eval "$(python -m pipeline.cluster env)"`): its core-site.xml would make every plain local
@@ -26,7 +28,7 @@ os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 2g pyspark-shell")
 # spark-submit's launcher puts SPARK_SUBMIT_OPTS on each driver's command line, the suite's own
 # session's too; YARN executors get them from tests.cluster_fixtures.YARN_JVM_CONF. Jobs run
 # by users keep Java's defaults: C2 compiles the JVM's vectorised BLAS that fits the classifier.
-os.environ.setdefault("SPARK_SUBMIT_OPTS", " ".join(config.DAEMON_JVM_OPTS))
+os.environ.setdefault("SPARK_SUBMIT_OPTS", JVM_OPTS)
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +39,5 @@ def spark():
     yield session
     session.stop()
 
-
-# The native cluster (HDFS + YARN + History Server) for every test marked `cluster`: started
-# on first use by the same code as `make cluster-up`, reused when already running.
-from tests.cluster_fixtures import cli, cluster, make_isolated_env, spark_env  # noqa: E402
 
 __all__ = ["cli", "cluster", "make_isolated_env", "spark_env"]  # fixtures, used by name

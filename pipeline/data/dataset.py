@@ -449,12 +449,8 @@ def _readable_copy(spark: SparkSession, uri: str) -> str:
     it through a small buffer: the driver's memory stays flat in the manifest's length
     (reading its lines into a Java list first grew the driver's heap by 0.4 GB per 100k
     films)."""
-    jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    source, copy = jvm.org.apache.hadoop.fs.Path(uri), scratch(spark, "manifest.csv")
-    target = jvm.org.apache.hadoop.fs.Path(copy)
-    jvm.org.apache.hadoop.fs.FileUtil.copy(source.getFileSystem(conf), source,
-                                           target.getFileSystem(conf), target, False, conf)
+    copy = scratch(spark, "manifest.csv")
+    HadoopFS(spark, uri).copy(uri, copy)
     return copy
 
 

@@ -77,7 +77,7 @@ class HadoopFS:
 
     def __init__(self, spark: SparkSession, uri: str) -> None:
         self._jvm = spark.sparkContext._jvm
-        conf = spark.sparkContext._jsc.hadoopConfiguration()
+        self._conf = conf = spark.sparkContext._jsc.hadoopConfiguration()
         with _about(uri):
             self._fs = self._path(uri).getFileSystem(conf)
         self._local = str(self._fs.getUri().getScheme()) == "file"
@@ -188,6 +188,23 @@ class HadoopFS:
     def delete(self, uri: str) -> None:
         with _about(uri):
             self._fs.delete(self._path(uri), True)
+
+    def delete_on_exit(self, uri: str) -> None:
+        """Delete ``uri`` when the JVM exits, if nothing did before."""
+        with _about(uri):
+            self._fs.deleteOnExit(self._path(uri))
+
+    def home(self) -> str:
+        """The user's home folder on this file system, qualified."""
+        return self._fs.getHomeDirectory().toString()
+
+    def copy(self, uri: str, target: str) -> None:
+        """Copy the file ``uri`` to ``target``, on this or any other file system, streamed
+        through a small buffer (``FileUtil.copy``): never whole in memory."""
+        with _about(uri):
+            to = self._path(target)
+            self._jvm.org.apache.hadoop.fs.FileUtil.copy(
+                self._fs, self._path(uri), to.getFileSystem(self._conf), to, False, self._conf)
 
     def rename(self, src: str, dst: str) -> None:
         with _about(src):

@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pipeline import config
 from pipeline.cluster import pyenv
 from pipeline.cluster.errors import ClusterError
+from pipeline.fs.storage import HadoopFS
 from pipeline.runtime import shutdown
 from pipeline.runtime.cli import one_line
 
@@ -166,15 +167,12 @@ def scratch(spark: SparkSession, name: str) -> str:
     everything in it when the job ends (``releasing``). For copies Spark must read that it
     cannot read where they are; the folder is created 750 like every output. Called outside
     a job, the folder goes when the JVM exits (Hadoop's ``deleteOnExit``)."""
-    sc = spark.sparkContext
-    jvm, conf = sc._jvm, sc._jsc.hadoopConfiguration()
-    fs = jvm.org.apache.hadoop.fs.FileSystem.get(conf)
-    folder = jvm.org.apache.hadoop.fs.Path(
-        fs.getHomeDirectory(), f".xray-scratch/{sc.applicationId}-{uuid.uuid4().hex[:12]}")
+    fs = HadoopFS(spark, ".")  # a relative path: the default file system
+    folder = f"{fs.home()}/.xray-scratch/{spark.sparkContext.applicationId}-{uuid.uuid4().hex[:12]}"
     fs.mkdirs(folder)
-    fs.deleteOnExit(folder)  # if no job ends first (a notebook's scan_tree): when the JVM does
-    _held.append(lambda: fs.delete(folder, True))
-    return fs.makeQualified(jvm.org.apache.hadoop.fs.Path(folder, name)).toString()
+    fs.delete_on_exit(folder)  # if no job ends first (a notebook's scan_tree): when the JVM does
+    _held.append(lambda: fs.delete(folder))
+    return f"{folder}/{name}"
 
 
 @contextlib.contextmanager

@@ -24,7 +24,8 @@ from pipeline import config
 from pipeline.cluster import conf, jars, kdc
 from pipeline.data.sample_data import write_tree
 from pipeline.fs import webhdfs
-from tests.cluster_fixtures import YARN_JVM_CONF, isolated_env
+from tests.cluster_fixtures import isolated_env
+from tests.reliability.runner import job_command
 
 REALM = config.KERBEROS_REALM
 USER = kdc.user()
@@ -262,10 +263,9 @@ def test_spark_read_needs_a_ticket(secure, ticket, tmp_path):
 
 def _submit(env: dict[str, str], job: str, *args: str, spark: tuple[str, ...] = ()) -> None:
     """spark-submit --master yarn [spark options] jobs/<job>.py args, one executor."""
-    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn",
-               "--conf", "spark.executor.instances=1", "--conf", "spark.executor.memory=512m",
-               "--conf", "spark.executor.memoryOverhead=1536m", *YARN_JVM_CONF, *spark,
-               str(config.REPO_ROOT / "jobs" / f"{job}.py"), *args]
+    command = job_command(job, *args, master="yarn", spark=(
+        "--conf", "spark.executor.instances=1", "--conf", "spark.executor.memory=512m",
+        "--conf", "spark.executor.memoryOverhead=1536m", *spark))
     done = subprocess.run(command, env=env, cwd=config.REPO_ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-4000:]

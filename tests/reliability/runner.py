@@ -32,9 +32,11 @@ for _var in ("SPARK_CONF_DIR", "HADOOP_CONF_DIR", "YARN_CONF_DIR"):
     LOCAL_ENV.pop(_var, None)
 
 
-def job_command(job: str, *args: str, master: str = "local[2]") -> list[str]:
+def job_command(job: str, *args: str, master: str = "local[2]",
+                spark: tuple[str, ...] = ()) -> list[str]:
+    """``spark-submit --master master [spark options] jobs/<job>.py args``."""
     return [SPARK_SUBMIT, "--master", master, *(YARN_JVM_CONF if master == "yarn" else ()),
-            str(config.REPO_ROOT / "jobs" / f"{job}.py"), *args]
+            *spark, str(config.REPO_ROOT / "jobs" / f"{job}.py"), *args]
 
 
 def submit(job: str, *args: str, master: str = "local[2]", env: dict | None = None,

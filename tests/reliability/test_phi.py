@@ -131,11 +131,12 @@ def left_behind(spark_env, tmp_path_factory) -> tuple[dict[str, bytes], Needles,
                                 timeout=600)
         assert ingest.returncode == 0, ingest.stderr[-3000:]
         outputs["ingest console"] = ingest.stdout + ingest.stderr
-        one_executor = ["--conf", "spark.executor.instances=1"]
+        one_executor = ("--conf", "spark.executor.instances=1")
         for job, args in (("train", ["--model-out", f"{uri}/model", "--weights", "none"]),
                           ("evaluate", ["--model", f"{uri}/model", "--out", f"{uri}/report"])):
-            command = job_command(job, "--data", f"{uri}/chest_xray", *args, master="yarn")
-            done = subprocess.run(command[:3] + one_executor + command[3:], cwd=config.REPO_ROOT,
+            command = job_command(job, "--data", f"{uri}/chest_xray", *args, master="yarn",
+                                  spark=one_executor)
+            done = subprocess.run(command, cwd=config.REPO_ROOT,
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   timeout=900)
             assert done.returncode == 0, done.stdout[-3000:].decode(errors="replace")
@@ -150,8 +151,9 @@ def left_behind(spark_env, tmp_path_factory) -> tuple[dict[str, bytes], Needles,
             films.append((b"", decode_bytes(data, 299).tobytes()))
         client.write(f"{base}/inbox/lateral", dicoms.lateral_bytes(pixels), overwrite=True)
         command = job_command("predict", "--model", f"{uri}/model", "--input", f"{uri}/inbox",
-                              "--out", f"{uri}/screen", "--heatmaps", "all", master="yarn")
-        done = subprocess.run(command[:3] + one_executor + command[3:], cwd=config.REPO_ROOT,
+                              "--out", f"{uri}/screen", "--heatmaps", "all", master="yarn",
+                              spark=one_executor)
+        done = subprocess.run(command, cwd=config.REPO_ROOT,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=900)
         assert done.returncode == 0, done.stdout[-3000:].decode(errors="replace")
