@@ -22,9 +22,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="URI of the report folder to write")
     p.add_argument("--target-sensitivity", type=float, default=config.TARGET_SENSITIVITY)
     p.add_argument("--cv", action="store_true",
-                   help="the runs are models trained with --cv on the same tree and seed: "
-                        "ensemble their cross-validation folds (train only) and write cv.json "
-                        "and the table cv.md to --out")
+                   help="the runs were trained with --cv on the same tree and seed (models "
+                        "of jobs/train.py, run folders of jobs/finetune.py, or both): ensemble "
+                        "their cross-validation folds (train only) and write cv.json and the "
+                        "table cv.md to --out")
     return p
 
 

@@ -12,7 +12,8 @@ import os
 
 from pipeline import config
 from pipeline.finetune.barrier import GPU_MODES
-from pipeline.runtime.cli import add_precision, base_parser, run_job
+from pipeline.report.crossval import brief
+from pipeline.runtime.cli import add_cv, add_precision, base_parser, run_job
 from pipeline.finetune.job import BACKENDS, SCORED_SPLITS, FinetuneConfig, finetune
 from pipeline.runtime.precision import CHOICES as PRECISIONS
 from pipeline.runtime.session import get_session
@@ -54,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clahe", action="store_true",
                    help="equalise each film's contrast (CLAHE, pipeline.data.preprocess) before "
                         "the network; recorded with the run, so predict does the same")
+    add_cv(p, "network")
     add_precision(p, config.PRECISION, "(the training task's device; float16, with loss "
                   "scaling, for GPUs older than compute capability 8.0)",
                   PRECISIONS)
@@ -68,12 +70,13 @@ def main(args: argparse.Namespace) -> None:
         unfreeze_learning_rate=args.unfreeze_learning_rate, seed=args.seed,
         target_sensitivity=args.target_sensitivity, val_fraction=args.val_fraction,
         max_images=args.max_images, split=args.split, gpu=args.gpu, backend=args.backend,
-        precision=args.precision, clahe=args.clahe)
+        precision=args.precision, clahe=args.clahe, cv_folds=args.cv)
     cfg.check()
     doc = finetune(get_session(f"xray-finetune-{args.arch}", args.master), cfg)
+    cv = doc.training.get("cross_validation")
     print(json.dumps({"split": doc.split, **{k: doc.metrics[k] for k in SHOWN},
-                      "device": doc.training["device"], "precision": doc.training["precision"]},
-                     indent=2))
+                      "device": doc.training["device"], "precision": doc.training["precision"],
+                      **({"cross_validation": brief(cv)} if cv else {})}, indent=2))
     print(f"report: {args.out.rstrip('/')}/report.html")
 
 

@@ -5,11 +5,11 @@ import argparse
 import json
 
 from pipeline import config
-from pipeline.runtime.cli import add_precision, base_parser, run_job
+from pipeline.runtime.cli import add_cv, add_precision, base_parser, run_job
 from pipeline.runtime.session import get_session
 from pipeline.featurizer.summary import TrainConfig
 from pipeline.featurizer.training import train
-from pipeline.report.crossval import FIGURES, mean_sd
+from pipeline.report.crossval import brief
 
 
 def _reg_grid(text: str) -> tuple[tuple[float, float], ...]:
@@ -43,10 +43,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target-sensitivity", type=float, default=config.TARGET_SENSITIVITY)
     p.add_argument("--val-fraction", type=float, default=config.VALIDATION_FRACTION)
     p.add_argument("--seed", type=int, default=config.SEED)
-    p.add_argument("--cv", type=int, default=0, metavar="K",
-                   help="first run K-fold patient-grouped, stratified cross-validation of the "
-                        "whole recipe on the train split (mean ± sd per figure, pooled "
-                        "out-of-fold ROC); the final model is fitted as without it")
+    add_cv(p, "model")
     p.add_argument("--model-file", default=None,
                    help="URI of a fine-tuned .keras model (jobs/finetune.py's model.keras) "
                         "whose penultimate layer gives the features; replaces --model-name "
@@ -88,10 +85,7 @@ def main(args: argparse.Namespace) -> None:
               "validation": {k: summary.validation_metrics[k] for k in shown},
               **({"regularisation": summary.regularisation} if summary.regularisation else {})}
     if summary.cross_validation:
-        cv = summary.cross_validation
-        result["cross_validation"] = {
-            "folds": cv["folds"], "pooled_roc_auc": cv["pooled"]["roc_auc"],
-            **{k: mean_sd(cv, k) for k in FIGURES}}
+        result["cross_validation"] = brief(summary.cross_validation)
     print(json.dumps(result, indent=2))
 
 

@@ -1,4 +1,5 @@
-"""train --cv K: the whole recipe cross-validated on patient-grouped folds, on real local Spark."""
+"""train --cv K and finetune --cv K: each recipe cross-validated on the same patient-grouped
+folds, on real local Spark."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from jobs import finetune as finetune_job
 from jobs import train as train_job
 from pipeline.data.dataset import scan_tree
 from pipeline.data.sample_data import write_tree
@@ -13,6 +15,7 @@ from pipeline.featurizer.evaluation import EvalConfig, evaluate
 from pipeline.featurizer.summary import TrainConfig
 from pipeline.featurizer.training import train
 from pipeline.report.crossval import FIGURES
+from pipeline.report.ensemble import cross_validated_ensemble
 from pipeline.runtime.cli import run_job
 
 
@@ -90,3 +93,48 @@ def test_one_fold_is_refused_before_any_work(tmp_path, capsys):
             "--master", "local[2]"])
     assert exit_info.value.code == 2
     assert "--cv needs at least 2 folds" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def finetune_cv(cv_run, tmp_path_factory):
+    """finetune --cv 3 on cv_run's tree and seed: the report's cnn, 32 px, one epoch a fold."""
+    root = cv_run[0]
+    out = tmp_path_factory.mktemp("ftcv") / "cnn"
+    run_job(finetune_job.main, finetune_job.parser(), [
+        "--data", str(root), "--out", str(out), "--arch", "cnn", "--image-size", "32",
+        "--epochs", "1", "--batch-size", "16", "--cv", "3", "--master", "local[2]"])
+    return out, json.loads((out / "metrics.json").read_text())
+
+
+def test_finetune_cv_grades_each_fold_on_films_its_network_never_saw(spark, cv_run, finetune_cv):
+    """Every train film is held out once; fold k holds the same films, in the same order and
+    with the same validation part, as train --cv's fold k (so the arms ensemble)."""
+    root, _, model, _ = cv_run
+    out, doc = finetune_cv
+    cv = doc["training"]["cross_validation"]
+    train_films = scan_tree(spark, str(root), ("train",)).images.count()
+    assert cv["folds"] == 3 and sum(f["films"] for f in cv["per_fold"]) == train_films
+    assert all(f["best_epoch"] == f["epochs_run"] == 1 for f in cv["per_fold"])
+    for key in FIGURES:
+        values = [f[key] for f in cv["per_fold"]]
+        assert cv["summary"][key]["mean"] == pytest.approx(np.mean(values))
+    featurizer_folds = model.summary.cross_validation["fold_scores"]
+    for ours, theirs in zip(cv["fold_scores"], featurizer_folds):
+        assert ours["held_out"]["label"] == theirs["held_out"]["label"]
+        assert ours["held_out"]["patient"] == theirs["held_out"]["patient"]
+        assert ours["validation"]["label"] == theirs["validation"]["label"]
+        assert ours["held_out"]["score"] != theirs["held_out"]["score"]  # two models, not a copy
+    assert not any(p.name.startswith(("pixel-cache", "model.keras.")) for p in out.iterdir())
+    page = (out / "report.html").read_text()
+    assert "Cross-validation of the training recipe" in page and (out / "cv_roc.png").exists()
+
+
+def test_folds_of_both_arms_ensemble(spark, cv_run, finetune_cv, tmp_path):
+    _, cfg, _, _ = cv_run
+    done = cross_validated_ensemble(spark, [cfg.model_out, str(finetune_cv[0])],
+                                    str(tmp_path / "cv"), 0.95)
+    rows = done["table"].splitlines()[2:]
+    assert len(rows) == 3 and rows[1].startswith("| fine-tuned cnn 32 px, at most 1 epoch |")
+    assert done["ensemble"]["folds"] == 3
+    assert json.loads((tmp_path / "cv/cv.json").read_text())["ensemble"]["pooled"]["films"] == \
+        done["ensemble"]["pooled"]["films"]

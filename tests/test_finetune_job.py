@@ -202,6 +202,7 @@ def test_one_class_training_fails_cleanly_and_leaves_nothing(spark, tmp_path, ca
     (["--arch", "cnn", "--unfreeze-epochs", "2"], "--unfreeze-epochs needs --arch inceptionv3"),
     (["--arch", "inceptionv3", "--weights", "none", "--unfreeze-epochs", "1"], "pretrained weights"),
     (["--arch", "cnn", "--split", "test", "--data-without-test"], "has no test split: pass --split validation"),
+    (["--arch", "cnn", "--cv", "1"], "--cv needs at least 2 folds"),
 ])
 def test_bad_arguments_are_one_line(spark, tree, tmp_path, capsys, args, message):
     data = tree

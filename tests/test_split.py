@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 
 from pipeline.data.patients import patient_id
-from pipeline.data.split import patient_folds, split_counts, validation_mask, validation_patients
+from pipeline.data.split import (
+    fold_roles,
+    patient_folds,
+    split_counts,
+    validation_mask,
+    validation_patients,
+)
 
 
 def _frame() -> pd.DataFrame:
@@ -87,6 +93,25 @@ def test_folds_depend_on_the_seed_only():
     frame = _frame()
     assert (patient_folds(frame, 5, 3) == patient_folds(frame.copy(), 5, 3)).all()
     assert not (patient_folds(frame, 5, 3) == patient_folds(frame, 5, 4)).all()
+
+
+def test_fold_roles_hold_each_film_out_once_and_never_split_a_patient():
+    """Per fold: its own films held out, the rest fitted or validating, a patient's films all
+    in one role; the validation part is the split train itself would carve from the rest."""
+    frame = _frame()
+    roles = fold_roles(frame, 4, 0.2, seed=2)
+    assert list(roles["path"]) == list(frame["path"])
+    columns = [f"role{k}" for k in range(4)]
+    assert ((roles[columns] == "held_out").sum(axis=1) == 1).all()
+    folds = patient_folds(frame, 4, seed=2)
+    for k, column in enumerate(columns):
+        assert set(roles.loc[folds == k, column]) == {"held_out"}
+        per_patient = frame.assign(role=roles[column]).groupby("patient_id")["role"].nunique()
+        assert (per_patient == 1).all()
+        rest = frame[folds != k].reset_index(drop=True)
+        expected = set(rest.loc[validation_mask(rest, 0.2, seed=2), "path"])
+        assert set(roles.loc[roles[column] == "validation", "path"]) == expected
+        assert (roles[column] == "fit").sum() > 2 * len(expected)
 
 
 def test_too_few_patients_or_folds():

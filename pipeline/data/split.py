@@ -3,7 +3,8 @@
 The dataset's own val split has 16 images, so every choice (threshold, epochs, model) is made
 on a split of train instead. Patients have several films; all of a patient's films land on
 the same side, or the validation score would reward remembering faces, not finding pneumonia.
-Cross-validation folds follow the same two rules (``patient_folds``).
+Cross-validation folds follow the same two rules (``patient_folds``), and each fold carves
+its own validation part from the rest (``fold_roles``), for every arm alike.
 
 ``validation_patients`` draws the same split from a Spark DataFrame: only per-class summaries
 reach the driver, each class's patients are shuffled in one task.
@@ -73,6 +74,12 @@ def _take(group: pd.DataFrame, rng: np.random.Generator, fraction: float) -> lis
     return list(order[:min(take, len(order) - 1) if len(order) > 1 else 0])
 
 
+def check_fold_count(folds: int) -> None:
+    """Refuse a fold count no cross-validation can use (0: none), before any work starts."""
+    if folds < 0 or folds == 1:
+        raise ValueError(f"--cv needs at least 2 folds (0: none), got {folds}")
+
+
 def patient_folds(frame: pd.DataFrame, folds: int, seed: int = SEED) -> np.ndarray:
     """Fold number (0..folds-1) of each row of ``frame`` (columns ``patient_id``, ``label``).
 
@@ -99,6 +106,28 @@ def patient_folds(frame: pd.DataFrame, folds: int, seed: int = SEED) -> np.ndarr
             fold_of[patient] = k
             load[k] += films
     return frame["patient_id"].map(fold_of).to_numpy(dtype=int)
+
+
+#: A film's role in one cross-validation fold (``fold_roles``).
+FIT, INNER_VALIDATION, HELD_OUT = "fit", "validation", "held_out"
+
+
+def fold_roles(frame: pd.DataFrame, folds: int, fraction: float = VALIDATION_FRACTION,
+               seed: int = SEED) -> pd.DataFrame:
+    """Each film's role in each of ``folds`` folds: column ``path``, then ``role0``..: the
+    fold's own films are ``held_out``; of the rest, a patient-grouped ``validation`` part
+    (``validation_mask``, ``fraction``) chooses for the fold's model, which is fitted on
+    the others (``fit``). ``frame``: columns ``path``, ``patient_id``, ``label``, in a fixed
+    order (every arm sorts by path), so that every arm's fold k holds the same films."""
+    fold = patient_folds(frame, folds, seed)
+    roles = pd.DataFrame({"path": frame["path"].to_numpy()})
+    for k in range(folds):
+        rest = frame[fold != k]
+        role = np.where(fold == k, HELD_OUT, FIT).astype(object)
+        role[np.flatnonzero(fold != k)[validation_mask(rest, fraction, seed).to_numpy()]] = \
+            INNER_VALIDATION
+        roles[f"role{k}"] = role
+    return roles
 
 
 def split_counts(train: DataFrame) -> dict[str, dict[str, int]]:

@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import time
 
-import numpy as np
 import pandas as pd
 from pyspark.ml.classification import LogisticRegressionModel
 from pyspark.sql import DataFrame, SparkSession
@@ -25,7 +24,14 @@ from pyspark.sql import functions as F
 
 from pipeline.data.dataset import Listing, scan_tree
 from pipeline.data.patients import patient_id
-from pipeline.data.split import patient_folds, split_counts, validation_mask
+from pipeline.data.split import (
+    FIT,
+    HELD_OUT,
+    INNER_VALIDATION,
+    check_fold_count,
+    fold_roles,
+    split_counts,
+)
 from pipeline.featurizer.classifier import make_classifier, pneumonia_score, with_class_weights
 from pipeline.featurizer.features import cached_featurize
 from pipeline.featurizer.model_store import SavedModel, save_model
@@ -33,7 +39,7 @@ from pipeline.featurizer.summary import TrainConfig, TrainingSummary
 from pipeline.featurizer.transformer import DeepImageFeaturizer
 from pipeline.fs.storage import prepare_output
 from pipeline.report.calibration import fit_platt
-from pipeline.report.crossval import fold_scores, grade_fold, mean_sd, summarise_folds
+from pipeline.report.crossval import FoldGrades
 from pipeline.report.document import ScoredPart, spark_run
 from pipeline.report.metrics import binary_metrics, headline, roc_auc, threshold_for_sensitivity
 from pipeline.runtime.session import releasing, step
@@ -72,9 +78,6 @@ def _scores(model: LogisticRegressionModel, frame: DataFrame) -> pd.DataFrame:
             .orderBy("path").toPandas())
 
 
-def _part(scored: pd.DataFrame) -> ScoredPart:
-    return ScoredPart(scored["label"].to_numpy(dtype=int), scored["score"].to_numpy(dtype=float))
-
 
 def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
                    listing: Listing) -> dict:
@@ -83,29 +86,20 @@ def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
     driver from the featurized films' patients and labels (their scores come there too)."""
     images = (listing.images.join(frame.select("path"), on="path")
               .select("path", "patient_id", "label").orderBy("path").toPandas())
-    folds = patient_folds(images, cfg.cv_folds, cfg.seed)
-    roles = pd.DataFrame({"path": images["path"]})
-    for k in range(cfg.cv_folds):
-        rest = images[folds != k]
-        inner = validation_mask(rest, cfg.val_fraction, cfg.seed)
-        roles[f"role{k}"] = np.where(folds == k, "held_out", "fit")
-        roles.loc[rest.index[inner.to_numpy()], f"role{k}"] = "validation"
+    roles = fold_roles(images, cfg.cv_folds, cfg.val_fraction, cfg.seed)
     # A few MB of vectors iterated over by every fit: one partition per core, not one per
     # feature-cache file, or task overhead outweighs the work (42 files: 20x the tasks).
     data = (frame.join(spark.createDataFrame(roles), on="path")
             .coalesce(spark.sparkContext.defaultParallelism).cache())
-    per_fold, labels, calibrated, kept = [], [], [], []
+    grades = FoldGrades(cfg.target_sensitivity)
     for k in range(cfg.cv_folds):
         role = F.col(f"role{k}")
-        model, _, val, chosen = _fit(cfg, data.filter(role == "fit"),
-                                     data.filter(role == "validation"))
-        held = _scores(model, data.filter(role == "held_out"))
-        patients = [patient_id(p) for p in held["path"]]
-        figures, probs = grade_fold(_part(val), _part(held), patients, cfg.target_sensitivity)
-        per_fold.append({"fold": k, **figures, **({"chosen": chosen} if chosen else {})})
-        kept.append(fold_scores(_part(val), _part(held), patients))
-        labels.append(held["label"].to_numpy(dtype=int))
-        calibrated.append(probs)
+        model, _, val, chosen = _fit(cfg, data.filter(role == FIT),
+                                     data.filter(role == INNER_VALIDATION))
+        held = _scores(model, data.filter(role == HELD_OUT))
+        figures = grades.add(ScoredPart.of(val), ScoredPart.of(held),
+                             [patient_id(p) for p in held["path"]],
+                             **({"chosen": chosen} if chosen else {}))
         log.info("fold %d/%d: %d held-out films, %s", k + 1, cfg.cv_folds, len(held),
                  headline(figures))
     data.unpersist()
@@ -116,19 +110,13 @@ def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
     if cfg.reg_grid:
         how += (f"; regParam and elasticNet chosen per fold among {list(cfg.reg_grid)} by ROC "
                 f"AUC on that validation part")
-    result = summarise_folds(per_fold, np.concatenate(labels), np.concatenate(calibrated), how,
-                             kept)
-    log.info("cross-validation: roc_auc %s, sensitivity %s, specificity %s, pooled roc_auc %.3f",
-             mean_sd(result, "roc_auc"), mean_sd(result, "sensitivity"),
-             mean_sd(result, "specificity"), result["pooled"]["roc_auc"])
-    return result
+    return grades.summary(how)
 
 
 @releasing()
 def train(spark: SparkSession, cfg: TrainConfig) -> SavedModel:
     """Run the whole training; returns the model and summary it also saved."""
-    if cfg.cv_folds < 0 or cfg.cv_folds == 1:
-        raise ValueError(f"--cv needs at least 2 folds (0: none), got {cfg.cv_folds}")
+    check_fold_count(cfg.cv_folds)
     started = time.monotonic()
     timings: dict[str, float] = {}
     featurizer = DeepImageFeaturizer(modelName=cfg.model_name, weights=cfg.weights,

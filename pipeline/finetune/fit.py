@@ -112,10 +112,11 @@ def _fit(model: keras.Model, plan: TrainPlan, train: PixelBatches, val: PixelBat
     return best_epoch
 
 
-def fit_and_score(plan: TrainPlan, films: str, local_weights: str | None, model_path: str) -> dict:
+def fit_and_score(plan: TrainPlan, films: str, local_weights: str | None,
+                  model_path: str | None) -> dict:
     """Train on the spooled file's ``train`` films, select on ``validation``, score
-    ``plan.score_subsets``, save the kept model to ``model_path``; returns history, scores and
-    the device."""
+    ``plan.score_subsets``, save the kept model to ``model_path`` (if any); returns history,
+    scores and the device."""
     keras.utils.set_random_seed(plan.seed)
     train = PixelBatches(index_films(films, "train"), plan.image_size, plan.batch_size, plan.seed)
     val = PixelBatches(index_films(films, "validation"), plan.image_size, plan.batch_size)
@@ -137,7 +138,8 @@ def fit_and_score(plan: TrainPlan, films: str, local_weights: str | None, model_
             index_films(films, subset), plan.image_size, plan.batch_size)
         scores[subset] = {"path": stream.paths, "label": stream.labels.tolist(),
                           "score": model.predict(stream, verbose=0).reshape(-1).tolist()}
-    lean_copy(model).save(model_path)
+    if model_path:
+        lean_copy(model).save(model_path)
     return {"history": stats.epochs, "best_epoch": best_epoch, "scores": scores,
             "device": device, "backend": keras.backend.backend(), "precision": chosen,
             "class_weight": weights,

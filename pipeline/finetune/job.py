@@ -5,11 +5,13 @@ Steps, each a named step in the Spark UI:
    validation part out of train (``pipeline.data.split``: the one split every arm uses);
 2. Spark decodes and resizes every film once into a Parquet pixel cache under the job's
    temporary output (``pipeline.finetune.pixel_cache``);
-3. one barrier task trains on an executor, on its GPU when the cluster offers one, keeping
+3. with ``--cv K``, K patient-grouped folds of train are each trained and graded the same
+   way first (the final run's recipe, on the same pixel cache; ``cross_validate``);
+4. one barrier task trains on an executor, on its GPU when the cluster offers one, keeping
    the epoch with the lowest validation loss (``pipeline.finetune.task``);
-4. the driver picks the decision threshold on the validation scores alone, then reports
+5. the driver picks the decision threshold on the validation scores alone, then reports
    the chosen split: ``test`` (the tree's own), or ``validation`` when the tree has none;
-5. ``model.keras`` (written by the task), ``history.json``, ``training_curves.png``,
+6. ``model.keras`` (written by the task), ``history.json``, ``training_curves.png``,
    ``predictions.csv`` and the metrics report land at ``--out`` atomically: a failure
    anywhere leaves nothing there.
 """
@@ -27,12 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pyspark import RDD
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipeline import config
 from pipeline.data.dataset import Listing, scan_tree
-from pipeline.data.split import split_counts
+from pipeline.data.patients import patient_id
+from pipeline.data.split import HELD_OUT, check_fold_count, fold_roles, split_counts
 from pipeline.data.tree import TreeError
 from pipeline.featurizer.models import IMAGENET, NO_WEIGHTS
 from pipeline.finetune.barrier import GPU_MODES, run_single_task
@@ -42,6 +46,7 @@ from pipeline.finetune.plan import MODEL_FILE, TrainPlan
 from pipeline.finetune.task import training_task
 from pipeline.fs.storage import HadoopFS, atomic_output
 from pipeline.fs.task_files import task_target
+from pipeline.report.crossval import FoldGrades
 from pipeline.report.curves import plot_history
 from pipeline.report.document import MetricsDocument, ScoredPart
 from pipeline.report.metrics import binary_metrics, headline, threshold_for_sensitivity
@@ -81,6 +86,8 @@ class FinetuneConfig:
     #: Contrast-equalise the films (``pipeline.data.preprocess``); recorded in the document's
     #: ``training.config``, from which predict does the same.
     clahe: bool = False
+    #: Patient-grouped cross-validation folds trained before the final run (0: none).
+    cv_folds: int = 0
 
     def check(self) -> None:
         """Refuse settings that cannot work, before any Spark work starts."""
@@ -105,6 +112,7 @@ class FinetuneConfig:
             raise ValueError("--max-images must be at least 8 (both classes on both sides)")
         if not 0 < self.target_sensitivity <= 1:
             raise ValueError("--target-sensitivity must be in (0, 1]")
+        check_fold_count(self.cv_folds)
 
     @property
     def model_weights(self) -> str:
@@ -155,26 +163,65 @@ def checked_split_counts(listing: Listing) -> dict:
     return counts
 
 
-def _train(spark: SparkSession, cfg: FinetuneConfig, cache_uri: str, out_tmp: str) -> dict:
-    """Run the barrier task over the cached films (a weights file goes with SparkFiles); it
-    writes the model into ``out_tmp``."""
-    weights_name = None
-    if cfg.weights_file:
-        spark.sparkContext.addFile(cfg.weights_file)
-        weights_name = os.path.basename(cfg.weights_file.rstrip("/"))
-    plan = TrainPlan(cfg.arch, cfg.image_size, cfg.model_weights, cfg.epochs, cfg.unfreeze_epochs,
+def _plan(cfg: FinetuneConfig, score_subsets: tuple[str, ...], save_model: bool = True) -> TrainPlan:
+    return TrainPlan(cfg.arch, cfg.image_size, cfg.model_weights, cfg.epochs, cfg.unfreeze_epochs,
                      cfg.batch_size, cfg.learning_rate, cfg.unfreeze_learning_rate, cfg.seed,
-                     cfg.backend, ("validation", "test") if cfg.split == "test" else ("validation",),
-                     cfg.precision)
+                     cfg.backend, score_subsets, cfg.precision, save_model)
+
+
+def _ship_weights(spark: SparkSession, cfg: FinetuneConfig) -> str | None:
+    """Send a weights file to the training tasks (SparkFiles); returns its name there."""
+    if not cfg.weights_file:
+        return None
+    spark.sparkContext.addFile(cfg.weights_file)
+    return os.path.basename(cfg.weights_file.rstrip("/"))
+
+
+def _train(spark: SparkSession, cfg: FinetuneConfig, plan: TrainPlan, rows: RDD,
+           weights_name: str | None, out_tmp: str) -> dict:
+    """Run the barrier task over ``rows`` (``training_rows``); with ``plan.save_model`` it
+    writes the model into ``out_tmp``."""
     task = functools.partial(training_task, plan, weights_name, task_target(spark, out_tmp))
-    result = run_single_task(training_rows(spark, cache_uri), task, cfg.gpu)[0]
+    result = run_single_task(rows, task, cfg.gpu)[0]
     if "error" in result:
         raise ValueError(result["error"])
     return result
 
 
+def cross_validate(spark: SparkSession, cfg: FinetuneConfig, cache_uri: str,
+                   weights_name: str | None, out_tmp: str) -> dict:
+    """``cfg.cv_folds`` folds of the cached train films, each a whole training (a barrier
+    task like the final one) on the other folds less their patient-grouped validation part,
+    graded on the fold (``pipeline.report.crossval``). Folds and parts are the ones
+    ``jobs/train.py --cv`` draws from the same films and seed, so the two arms' folds can be
+    ensembled (``jobs/ensemble.py --cv``)."""
+    films = (spark.read.parquet(cache_uri)
+             .filter(F.col("error").isNull() & (F.col("split") == "train"))
+             .select("path", "patient_id", "label").orderBy("path").toPandas())
+    roles = spark.createDataFrame(fold_roles(films, cfg.cv_folds, cfg.val_fraction, cfg.seed))
+    plan = _plan(cfg, ("validation", HELD_OUT), save_model=False)
+    grades = FoldGrades(cfg.target_sensitivity)
+    for k in range(cfg.cv_folds):
+        with step(spark, f"cross-validate: fold {k + 1} of {cfg.cv_folds}"):
+            fold = roles.select("path", F.col(f"role{k}").alias("role"))
+            rows = training_rows(spark, cache_uri, fold)
+            result = _train(spark, cfg, plan, rows, weights_name, out_tmp)
+        val, held = (_scores(result, s).sort_values("path") for s in ("validation", HELD_OUT))
+        figures = grades.add(ScoredPart.of(val), ScoredPart.of(held),
+                             [patient_id(p) for p in held["path"]],
+                             best_epoch=result["best_epoch"], epochs_run=len(result["history"]))
+        log.info("fold %d/%d: %d held-out films, best epoch %d, %s", k + 1, cfg.cv_folds,
+                 len(held), result["best_epoch"], headline(figures))
+    return grades.summary(
+        f"{cfg.cv_folds} patient-grouped folds of train stratified by class; per fold the "
+        f"network is trained on the other folds less a patient-grouped validation part "
+        f"({cfg.val_fraction:.0%}), which keeps the epoch with the lowest validation loss and "
+        f"sets the threshold (sensitivity {cfg.target_sensitivity}) and the calibration")
+
+
 def _scores(result: dict, subset: str) -> pd.DataFrame:
     return pd.DataFrame(result["scores"][subset]).assign(subset=subset)
+
 
 
 def evaluate_scores(result: dict, split: str, target: float) -> tuple[float, dict, pd.DataFrame]:
@@ -213,8 +260,14 @@ def finetune(spark: SparkSession, cfg: FinetuneConfig) -> MetricsDocument:
         with step(spark, "decode and cache pixels", timings):
             cache = write_pixel_cache(spark, listing, cfg.image_size, cache_uri, cfg.seed,
                                       cfg.clahe)
+        weights_name = _ship_weights(spark, cfg)
+        cross_validation = None
+        if cfg.cv_folds:
+            with step(spark, f"cross-validate ({cfg.cv_folds} folds)", timings):
+                cross_validation = cross_validate(spark, cfg, cache_uri, weights_name, tmp)
         with step(spark, "train (barrier task)", timings):
-            result = _train(spark, cfg, cache_uri, tmp)
+            plan = _plan(cfg, ("validation", "test") if cfg.split == "test" else ("validation",))
+            result = _train(spark, cfg, plan, training_rows(spark, cache_uri), weights_name, tmp)
         fs = HadoopFS(spark, tmp)
         fs.delete(cache_uri)
         with step(spark, "choose threshold and score", timings):
@@ -223,7 +276,7 @@ def finetune(spark: SparkSession, cfg: FinetuneConfig) -> MetricsDocument:
                  val_metrics["counts"]["total"], headline(val_metrics, ("sensitivity", "specificity")))
         timings["total"] = round(time.monotonic() - started, 3)
         doc = _document(spark, cfg, listing, counts, cache, result, timings, threshold,
-                        val_metrics, scored)
+                        val_metrics, scored, cross_validation)
         with tempfile.TemporaryDirectory() as local:
             _write_outputs(Path(local), doc, result)
             for path in sorted(Path(local).iterdir()):
@@ -236,16 +289,16 @@ def finetune(spark: SparkSession, cfg: FinetuneConfig) -> MetricsDocument:
 
 def _document(spark: SparkSession, cfg: FinetuneConfig, listing: Listing, counts: dict,
               cache: PixelCache, result: dict, timings: dict, threshold: float,
-              val_metrics: dict, scored: pd.DataFrame) -> MetricsDocument:
+              val_metrics: dict, scored: pd.DataFrame,
+              cross_validation: dict | None) -> MetricsDocument:
     """The run's metrics document: ``scored`` graded at ``threshold``."""
     history = result["history"]
     per_epoch = [e["images_per_s"] for e in history]
     same = " (the reported metrics are on that same split, so they flatter the threshold)"
-    val = _scores(result, "validation")
     return MetricsDocument.build(
         spark, labels=scored["label"], scores=scored["score"], threshold=threshold,
         paths=scored["path"].tolist(),
-        validation=ScoredPart(val["label"].to_numpy(dtype=int), val["score"].to_numpy(dtype=float)),
+        validation=ScoredPart.of(_scores(result, "validation")),
         method=f"finetune-{cfg.arch}", model_name=MODEL_NAMES[cfg.arch], weights=cfg.model_weights,
         data=listing.root, model=f"{cfg.out.rstrip('/')}/{MODEL_FILE}", split=cfg.split,
         threshold_source=(f"highest threshold reaching sensitivity {cfg.target_sensitivity} on the "
@@ -265,6 +318,7 @@ def _document(spark: SparkSession, cfg: FinetuneConfig, listing: Listing, counts
                                   "pass; validation excluded), mean over the epochs after the "
                                   "first, which also traces and compiles the model",
             "timings_s": timings,
+            **({"cross_validation": cross_validation} if cross_validation else {}),
         },
         skipped=listing.skipped + cache.skipped, duplicates=cache.duplicates,
         warnings=listing.warnings)

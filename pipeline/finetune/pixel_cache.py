@@ -18,7 +18,7 @@ from typing import Iterator
 
 import pandas as pd
 from pyspark import RDD, StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
@@ -35,6 +35,7 @@ from pipeline.data.dataset import (
 from pipeline.data.images import decode_bytes
 from pipeline.data.preprocess import model_input
 from pipeline.data.rules import Duplicate, ImageError, Skipped
+from pipeline.data.split import HELD_OUT, INNER_VALIDATION
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ SCHEMA = StructType(META_SCHEMA.fields + [
     StructField("pixels", BinaryType(), True),
     StructField("error", StringType(), True),
 ])
-#: What the job trains on, selects on, and scores.
+#: What the job trains on, selects on, and scores (a cross-validation fold scores
+#: ``split.HELD_OUT`` instead of test).
 SUBSETS = ("train", "validation", "test")
 #: What the training task receives per film.
 TASK_COLUMNS = ("path", "split", "label", "is_val", "pixels")
@@ -52,7 +54,8 @@ _FILE_BYTES = 64 << 20
 
 
 def subset_name(split: str, is_val: bool) -> str:
-    """``train`` (fitting), ``validation`` (the patient-grouped part of train) or ``test``."""
+    """``train`` (fitting), ``validation`` (the patient-grouped part of train), ``test``, or
+    a cross-validation fold's ``held_out`` (``training_rows``)."""
     if split == "train":
         return "validation" if is_val else "train"
     return split
@@ -120,13 +123,23 @@ def write_pixel_cache(spark: SparkSession, listing: Listing, image_size: int, ur
     return PixelCache(uri, image_size, counts, skipped, copies)
 
 
-def training_rows(spark: SparkSession, uri: str) -> RDD:
+def training_rows(spark: SparkSession, uri: str, roles: DataFrame | None = None) -> RDD:
     """The decoded films of the cache at ``uri`` as one partition of ``TASK_COLUMNS`` rows.
 
     The shuffle into one partition is how the data reaches the training task: every cache
     file is read in parallel, Spark moves the rows to the task's executor with its own
     transport and Hadoop configuration (any URI, its credentials), and only that executor
     receives them. The task consumes them as a stream.
+
+    ``roles`` (columns ``path``, ``role``: one cross-validation fold of the train films,
+    ``pipeline.data.split.fold_roles``) replaces the subsets: the fold's ``fit`` films train,
+    its ``validation`` films select, its ``held_out`` films are the subset ``held_out``; other
+    films are left out. A broadcast join keeps the cache's shuffled order.
     """
-    return (spark.read.parquet(uri).filter(F.col("error").isNull()).select(*TASK_COLUMNS)
-            .repartition(1).rdd)
+    films = spark.read.parquet(uri).filter(F.col("error").isNull())
+    if roles is not None:
+        films = (films.join(F.broadcast(roles), on="path")
+                 .withColumn("split", F.when(F.col("role") == HELD_OUT, F.lit(HELD_OUT))
+                             .otherwise(F.lit("train")))
+                 .withColumn("is_val", F.col("role") == INNER_VALIDATION))
+    return films.select(*TASK_COLUMNS).repartition(1).rdd

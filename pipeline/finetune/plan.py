@@ -28,3 +28,5 @@ class TrainPlan:
     score_subsets: tuple[str, ...]
     #: ``runtime.precision``; ``auto`` is decided in the task, on the device it trains on.
     precision: str = "float32"
+    #: Write the kept model to the output (a cross-validation fold's model is only scored).
+    save_model: bool = True

@@ -68,9 +68,10 @@ def training_task(plan: TrainPlan, weights_name: str | None, out: FileTarget,
         with tempfile.TemporaryDirectory(prefix="finetune-") as work:
             films = os.path.join(work, "films.parquet")
             log.info("spooled %d films to %s", spool(rows, films), films)
-            model_path = os.path.join(work, MODEL_FILE)
+            model_path = os.path.join(work, MODEL_FILE) if plan.save_model else None
             result = fit_and_score(plan, films, local_weights, model_path)
-            upload(out, model_path, MODEL_FILE)
+            if model_path:
+                upload(out, model_path, MODEL_FILE)
             yield result
     except ValueError as exc:
         log.exception("training task stopped")

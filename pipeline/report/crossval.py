@@ -13,6 +13,7 @@ fold (``ensemble_folds``) without refitting anything, all on train.
 """
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import numpy as np
@@ -20,6 +21,8 @@ import numpy as np
 from pipeline.report.calibration import brier, ece, fit_platt
 from pipeline.report.document import ScoredPart, rounded_roc
 from pipeline.report.metrics import binary_metrics, patient_level, roc_auc, threshold_for_sensitivity
+
+log = logging.getLogger(__name__)
 
 #: The figures of one fold, in table order.
 #: ``specificity_at_target``: the held-out fold's specificity where its own sensitivity
@@ -85,6 +88,41 @@ def summarise_folds(per_fold: list[dict], labels: np.ndarray, calibrated: np.nda
             **({"fold_scores": scores} if scores is not None else {})}
 
 
+class FoldGrades:
+    """The folds of one cross-validation as they are graded (``add``), then their summary.
+
+    Every arm (featurizer + LR, fine-tuning, ensembles) grades its folds through this one
+    path, so their figures mean the same and their fold scores ensemble together."""
+
+    def __init__(self, target: float) -> None:
+        self.target = target
+        self.per_fold: list[dict] = []
+        self._labels: list[np.ndarray] = []
+        self._calibrated: list[np.ndarray] = []
+        self._kept: list[dict] = []
+
+    def add(self, validation: ScoredPart, held_out: ScoredPart, patients: Sequence,
+            **extra) -> dict:
+        """Grade the next fold (``grade_fold``) and keep its scores; ``extra``: what the
+        fold's model chose (recorded beside its figures). Returns its figures."""
+        figures, calibrated = grade_fold(validation, held_out, patients, self.target)
+        self.per_fold.append({"fold": len(self.per_fold), **figures, **extra})
+        self._labels.append(np.asarray(held_out.labels, dtype=int))
+        self._calibrated.append(calibrated)
+        self._kept.append(fold_scores(validation, held_out, patients))
+        return figures
+
+    def summary(self, how: str) -> dict:
+        """``summarise_folds`` of the folds graded so far (logged in one line)."""
+        result = summarise_folds(self.per_fold, np.concatenate(self._labels),
+                                 np.concatenate(self._calibrated), how, self._kept)
+        log.info("cross-validation over %d folds: roc_auc %s, sensitivity %s, specificity %s, "
+                 "pooled roc_auc %.3f", result["folds"], mean_sd(result, "roc_auc"),
+                 mean_sd(result, "sensitivity"), mean_sd(result, "specificity"),
+                 result["pooled"]["roc_auc"])
+        return result
+
+
 def ensemble_folds(members: list[dict], target: float, how: str) -> dict:
     """The cross-validation of an ensemble, from its members' ``summarise_folds`` (each run
     with the same folds, seed and films, so fold k holds the same films in the same order in
@@ -96,7 +134,7 @@ def ensemble_folds(members: list[dict], target: float, how: str) -> dict:
                          "their fold scores (trained with --cv)")
     if len({len(s) for s in stored}) != 1:
         raise ValueError("the runs were cross-validated on different numbers of folds")
-    per_fold, labels, calibrated, kept = [], [], [], []
+    grades = FoldGrades(target)
     for k, folds in enumerate(zip(*stored)):
         parts = {}
         for name in ("validation", "held_out"):
@@ -109,15 +147,9 @@ def ensemble_folds(members: list[dict], target: float, how: str) -> dict:
                                          np.asarray(f["validation"]["score"]))
                                .apply(np.asarray(f[name]["score"], dtype=float))
                                for f in folds], axis=0) for name in ("validation", "held_out")}
-        validation = ScoredPart(parts["validation"], mean["validation"])
-        held_out = ScoredPart(parts["held_out"], mean["held_out"])
-        patients = folds[0]["held_out"]["patient"]
-        figures, probs = grade_fold(validation, held_out, patients, target)
-        per_fold.append({"fold": k, **figures})
-        labels.append(parts["held_out"])
-        calibrated.append(probs)
-        kept.append(fold_scores(validation, held_out, patients))
-    return summarise_folds(per_fold, np.concatenate(labels), np.concatenate(calibrated), how, kept)
+        grades.add(ScoredPart(parts["validation"], mean["validation"]),
+                   ScoredPart(parts["held_out"], mean["held_out"]), folds[0]["held_out"]["patient"])
+    return grades.summary(how)
 
 
 def mean_sd(summary: dict, key: str, digits: int = 3) -> str:
@@ -127,6 +159,12 @@ def mean_sd(summary: dict, key: str, digits: int = 3) -> str:
         return "n/a"
     sd = "" if value["sd"] is None else f" ± {value['sd']:.{digits}f}"
     return f"{value['mean']:.{digits}f}{sd}"
+
+
+def brief(cv: dict) -> dict:
+    """What a job prints of a cross-validation: folds, pooled ROC AUC, mean ± sd per figure."""
+    return {"folds": cv["folds"], "pooled_roc_auc": cv["pooled"]["roc_auc"],
+            **{key: mean_sd(cv, key) for key in FIGURES}}
 
 
 #: The columns of a recipe table: (figure, heading).

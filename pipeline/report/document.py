@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import SparkSession
 
 from pipeline import config
@@ -37,6 +38,11 @@ class ScoredPart:
 
     labels: np.ndarray
     scores: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> ScoredPart:
+        """From a table of films with columns ``label`` and ``score``."""
+        return cls(frame["label"].to_numpy(dtype=int), frame["score"].to_numpy(dtype=float))
 
 
 def rounded_roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:

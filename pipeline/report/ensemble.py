@@ -9,8 +9,8 @@ by film over the films every run scored. The threshold is chosen on the shared v
 films only, and the scored split is graded once, into the same ``MetricsDocument`` and report
 as any single run.
 
-``cross_validated_ensemble`` does the same on train only: for models trained with ``--cv`` on
-the same folds (same tree and seed), it ensembles their stored fold scores fold by fold
+``cross_validated_ensemble`` does the same on train only: for runs of either arm trained
+with ``--cv`` on the same folds (same tree and seed), it ensembles their stored fold scores fold by fold
 (``crossval.ensemble_folds``) and writes each member's and the ensemble's figures, mean ±
 sd over the folds, as ``cv.json`` and a Markdown table ``cv.md``.
 """
@@ -146,17 +146,39 @@ def recipe_name(cfg: TrainConfig) -> str:
     return ", ".join(parts)
 
 
+def finetune_recipe_name(cfg: dict) -> str:
+    """What sets a fine-tuning run's recipe apart, e.g. ``fine-tuned cnn 150 px, CLAHE``."""
+    epochs = cfg["epochs"] + cfg["unfreeze_epochs"]
+    return ", ".join([f"fine-tuned {cfg['arch']} {cfg['image_size']} px",
+                      *(["CLAHE"] if cfg.get("clahe") else []),
+                      f"at most {epochs} epoch{'s' if epochs > 1 else ''}"])
+
+
+def cv_member(spark: SparkSession, uri: str) -> tuple[str, dict]:
+    """(recipe name, cross-validation) of a run trained with ``--cv``: a folder with a
+    ``metrics.json`` (a fine-tuning run, or an evaluation of a model) or a featurizer + LR
+    model (its training summary)."""
+    metrics = f"{uri.rstrip('/')}/metrics.json"
+    if HadoopFS(spark, metrics).exists(metrics):
+        training = load_run(spark, uri).training
+        cfg = training.get("config", {})
+        name = finetune_recipe_name(cfg) if "arch" in cfg else run_name(uri)
+        cv = training.get("cross_validation")
+    elif summary := load_model(spark, uri).summary:
+        name, cv = recipe_name(summary.config), summary.cross_validation
+    else:
+        name, cv = run_name(uri), None
+    if not cv or "fold_scores" not in cv:
+        raise ValueError(f"{uri} was not trained with --cv (or before fold scores were kept)")
+    return name, cv
+
+
 def cross_validated_ensemble(spark: SparkSession, models: list[str], out: str,
                              target: float) -> dict:
-    """Ensemble the cross-validation folds of ``models`` (each trained with ``--cv``) and
-    write ``cv.json`` (members' and ensemble's ``summarise_folds``) and ``cv.md`` to ``out``."""
-    members = []
-    for uri in models:
-        summary = load_model(spark, uri).summary
-        cv = summary.cross_validation if summary else None
-        if not cv or "fold_scores" not in cv:
-            raise ValueError(f"{uri} was not trained with --cv (or before fold scores were kept)")
-        members.append((recipe_name(summary.config), cv))
+    """Ensemble the cross-validation folds of ``models`` (each trained with ``--cv`` on the
+    same tree and seed: featurizer + LR models, fine-tuning run folders, or both) and write
+    ``cv.json`` (members' and ensemble's ``summarise_folds``) and ``cv.md`` to ``out``."""
+    members = [cv_member(spark, uri) for uri in models]
     how = (f"the mean of the {len(members)} members' calibrated scores, fold by fold, on the "
            f"members' own folds; threshold (sensitivity {target}) and calibration from each "
            f"fold's validation part")

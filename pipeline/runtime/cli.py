@@ -50,6 +50,14 @@ def add_precision(parser: argparse.ArgumentParser, default: str | None, note: st
                              f"it; auto chooses on this machine {note}".rstrip())
 
 
+def add_cv(parser: argparse.ArgumentParser, model: str) -> None:
+    """``--cv K``, the same flag on every job that trains (pipeline.report.crossval)."""
+    parser.add_argument("--cv", type=int, default=0, metavar="K",
+                        help="first run K-fold patient-grouped, stratified cross-validation of "
+                             "the whole recipe on the train split (mean ± sd per figure, pooled "
+                             f"out-of-fold ROC); the final {model} is trained as without it")
+
+
 #: The last line of a Python traceback: the exception raised (in a Spark Python worker, the
 #: one that failed the task).
 _RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(\w*(?:Error|Exception)): .+")
