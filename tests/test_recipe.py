@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 from jobs import train as train_job
-from pipeline.report.crossval import (FIGURES, ensemble_folds, fold_scores, grade_fold,
-                                      recipe_table, summarise_folds)
+from pipeline.report.crossval import (
+    FIGURES,
+    FoldGrades,
+    ensemble_folds,
+    fold_scores,
+    grade_fold,
+    recipe_table,
+)
 from pipeline.report.document import ScoredPart
 from pipeline.report.metrics import roc_auc
 from pipeline.runtime.cli import run_job
@@ -28,20 +34,14 @@ def _member(noise_seed: int) -> dict:
     """A recipe's cross-validation whose scores see the shared latent severity through noise
     of their own."""
     rng = np.random.default_rng(noise_seed)
-    per_fold, labels, calibrated, kept = [], [], [], []
+    grades = FoldGrades(0.95, 3)
     for k in range(3):
         parts = []
         for (y, latent) in zip(LABELS[k], LATENT[k]):
             score = 1 / (1 + np.exp(-(2 * y - 1 + 0.8 * latent + 1.5 * rng.normal(size=len(y)))))
             parts.append(ScoredPart(y, score))
-        patients = np.repeat(np.arange(60), 2) + 1000 * k
-        figures, probs = grade_fold(parts[0], parts[1], patients, 0.95)
-        per_fold.append({"fold": k, **figures})
-        labels.append(parts[1].labels)
-        calibrated.append(probs)
-        kept.append(fold_scores(parts[0], parts[1], patients))
-    return summarise_folds(per_fold, np.concatenate(labels), np.concatenate(calibrated), "test",
-                           kept)
+        grades.add(parts[0], parts[1], np.repeat(np.arange(60), 2) + 1000 * k)
+    return grades.summary("test")
 
 
 def test_specificity_at_target_is_the_held_out_folds_own_operating_point():
@@ -85,6 +85,18 @@ def test_runs_on_other_folds_or_without_fold_scores_are_refused():
         ensemble_folds([a, b], 0.95, "x")
     with pytest.raises(ValueError, match="two or more runs"):
         ensemble_folds([a, {k: v for k, v in a.items() if k != "fold_scores"}], 0.95, "x")
+
+
+def test_fold_grades_number_the_folds_pool_them_and_keep_what_each_chose():
+    cv = _member(1)
+    assert [f["fold"] for f in cv["per_fold"]] == [0, 1, 2] and cv["how"] == "test"
+    assert cv["pooled"]["films"] == sum(f["films"] for f in cv["per_fold"]) == 360
+    assert len(cv["fold_scores"]) == 3
+    grades = FoldGrades(0.95, 1)
+    grades.add(ScoredPart(np.array([0, 1, 0, 1]), np.array([0.2, 0.7, 0.4, 0.9])),
+               ScoredPart(np.array([1, 0]), np.array([0.8, 0.3])), ["a", "b"], best_epoch=3)
+    one = grades.summary("one fold")
+    assert one["per_fold"][0]["best_epoch"] == 3 and one["summary"]["roc_auc"]["sd"] is None
 
 
 def test_recipe_table_has_a_row_per_recipe_with_its_spread():

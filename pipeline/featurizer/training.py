@@ -39,7 +39,7 @@ from pipeline.featurizer.summary import TrainConfig, TrainingSummary
 from pipeline.featurizer.transformer import DeepImageFeaturizer
 from pipeline.fs.storage import prepare_output
 from pipeline.report.calibration import fit_platt
-from pipeline.report.crossval import FoldGrades
+from pipeline.report.crossval import FoldGrades, folds_how
 from pipeline.report.document import ScoredPart, spark_run
 from pipeline.report.metrics import binary_metrics, headline, roc_auc, threshold_for_sensitivity
 from pipeline.runtime.session import releasing, step
@@ -78,7 +78,6 @@ def _scores(model: LogisticRegressionModel, frame: DataFrame) -> pd.DataFrame:
             .orderBy("path").toPandas())
 
 
-
 def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
                    listing: Listing) -> dict:
     """``cfg.cv_folds`` folds of the featurized train films: per fold, the final recipe on
@@ -91,22 +90,17 @@ def cross_validate(spark: SparkSession, cfg: TrainConfig, frame: DataFrame,
     # feature-cache file, or task overhead outweighs the work (42 files: 20x the tasks).
     data = (frame.join(spark.createDataFrame(roles), on="path")
             .coalesce(spark.sparkContext.defaultParallelism).cache())
-    grades = FoldGrades(cfg.target_sensitivity)
+    grades = FoldGrades(cfg.target_sensitivity, cfg.cv_folds)
     for k in range(cfg.cv_folds):
         role = F.col(f"role{k}")
         model, _, val, chosen = _fit(cfg, data.filter(role == FIT),
                                      data.filter(role == INNER_VALIDATION))
         held = _scores(model, data.filter(role == HELD_OUT))
-        figures = grades.add(ScoredPart.of(val), ScoredPart.of(held),
-                             [patient_id(p) for p in held["path"]],
-                             **({"chosen": chosen} if chosen else {}))
-        log.info("fold %d/%d: %d held-out films, %s", k + 1, cfg.cv_folds, len(held),
-                 headline(figures))
+        grades.add(ScoredPart.of(val), ScoredPart.of(held), [patient_id(p) for p in held["path"]],
+                   **({"chosen": chosen} if chosen else {}))
     data.unpersist()
-    how = (f"{cfg.cv_folds} patient-grouped folds of train stratified by class; per fold the "
-           f"classifier is fitted on the other folds less a patient-grouped validation part "
-           f"({cfg.val_fraction:.0%}), which sets the threshold (sensitivity "
-           f"{cfg.target_sensitivity}) and the calibration")
+    how = folds_how(cfg.cv_folds, cfg.val_fraction, cfg.target_sensitivity,
+                    "the classifier is fitted")
     if cfg.reg_grid:
         how += (f"; regParam and elasticNet chosen per fold among {list(cfg.reg_grid)} by ROC "
                 f"AUC on that validation part")

@@ -117,6 +117,7 @@ def fit_and_score(plan: TrainPlan, films: str, local_weights: str | None,
     """Train on the spooled file's ``train`` films, select on ``validation``, score
     ``plan.score_subsets``, save the kept model to ``model_path`` (if any); returns history,
     scores and the device."""
+    keras.backend.clear_session()  # a reused worker may hold an earlier fold's model
     keras.utils.set_random_seed(plan.seed)
     train = PixelBatches(index_films(films, "train"), plan.image_size, plan.batch_size, plan.seed)
     val = PixelBatches(index_films(films, "validation"), plan.image_size, plan.batch_size)

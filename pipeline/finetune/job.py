@@ -46,7 +46,7 @@ from pipeline.finetune.plan import MODEL_FILE, TrainPlan
 from pipeline.finetune.task import training_task
 from pipeline.fs.storage import HadoopFS, atomic_output
 from pipeline.fs.task_files import task_target
-from pipeline.report.crossval import FoldGrades
+from pipeline.report.crossval import FoldGrades, folds_how
 from pipeline.report.curves import plot_history
 from pipeline.report.document import MetricsDocument, ScoredPart
 from pipeline.report.metrics import binary_metrics, headline, threshold_for_sensitivity
@@ -200,28 +200,22 @@ def cross_validate(spark: SparkSession, cfg: FinetuneConfig, cache_uri: str,
              .select("path", "patient_id", "label").orderBy("path").toPandas())
     roles = spark.createDataFrame(fold_roles(films, cfg.cv_folds, cfg.val_fraction, cfg.seed))
     plan = _plan(cfg, ("validation", HELD_OUT), save_model=False)
-    grades = FoldGrades(cfg.target_sensitivity)
+    grades = FoldGrades(cfg.target_sensitivity, cfg.cv_folds)
     for k in range(cfg.cv_folds):
         with step(spark, f"cross-validate: fold {k + 1} of {cfg.cv_folds}"):
             fold = roles.select("path", F.col(f"role{k}").alias("role"))
             rows = training_rows(spark, cache_uri, fold)
             result = _train(spark, cfg, plan, rows, weights_name, out_tmp)
         val, held = (_scores(result, s).sort_values("path") for s in ("validation", HELD_OUT))
-        figures = grades.add(ScoredPart.of(val), ScoredPart.of(held),
-                             [patient_id(p) for p in held["path"]],
-                             best_epoch=result["best_epoch"], epochs_run=len(result["history"]))
-        log.info("fold %d/%d: %d held-out films, best epoch %d, %s", k + 1, cfg.cv_folds,
-                 len(held), result["best_epoch"], headline(figures))
-    return grades.summary(
-        f"{cfg.cv_folds} patient-grouped folds of train stratified by class; per fold the "
-        f"network is trained on the other folds less a patient-grouped validation part "
-        f"({cfg.val_fraction:.0%}), which keeps the epoch with the lowest validation loss and "
-        f"sets the threshold (sensitivity {cfg.target_sensitivity}) and the calibration")
+        grades.add(ScoredPart.of(val), ScoredPart.of(held), [patient_id(p) for p in held["path"]],
+                   best_epoch=result["best_epoch"], epochs_run=len(result["history"]))
+    return grades.summary(folds_how(cfg.cv_folds, cfg.val_fraction, cfg.target_sensitivity,
+                                    "the network is trained", "keeps the epoch with the lowest "
+                                    "validation loss and "))
 
 
 def _scores(result: dict, subset: str) -> pd.DataFrame:
     return pd.DataFrame(result["scores"][subset]).assign(subset=subset)
-
 
 
 def evaluate_scores(result: dict, split: str, target: float) -> tuple[float, dict, pd.DataFrame]:

@@ -20,7 +20,13 @@ import numpy as np
 
 from pipeline.report.calibration import brier, ece, fit_platt
 from pipeline.report.document import ScoredPart, rounded_roc
-from pipeline.report.metrics import binary_metrics, patient_level, roc_auc, threshold_for_sensitivity
+from pipeline.report.metrics import (
+    binary_metrics,
+    headline,
+    patient_level,
+    roc_auc,
+    threshold_for_sensitivity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +94,24 @@ def summarise_folds(per_fold: list[dict], labels: np.ndarray, calibrated: np.nda
             **({"fold_scores": scores} if scores is not None else {})}
 
 
+def folds_how(folds: int, val_fraction: float, target: float, trained: str,
+              also: str = "") -> str:
+    """How a recipe was cross-validated, in one sentence: ``trained``, e.g. "the classifier
+    is fitted"; ``also``: what else the validation part chooses."""
+    return (f"{folds} patient-grouped folds of train stratified by class; per fold {trained} "
+            f"on the other folds less a patient-grouped validation part ({val_fraction:.0%}), "
+            f"which {also}sets the threshold (sensitivity {target}) and the calibration")
+
+
 class FoldGrades:
     """The folds of one cross-validation as they are graded (``add``), then their summary.
 
     Every arm (featurizer + LR, fine-tuning, ensembles) grades its folds through this one
     path, so their figures mean the same and their fold scores ensemble together."""
 
-    def __init__(self, target: float) -> None:
+    def __init__(self, target: float, folds: int) -> None:
         self.target = target
+        self.folds = folds
         self.per_fold: list[dict] = []
         self._labels: list[np.ndarray] = []
         self._calibrated: list[np.ndarray] = []
@@ -103,14 +119,16 @@ class FoldGrades:
 
     def add(self, validation: ScoredPart, held_out: ScoredPart, patients: Sequence,
             **extra) -> dict:
-        """Grade the next fold (``grade_fold``) and keep its scores; ``extra``: what the
-        fold's model chose (recorded beside its figures). Returns its figures."""
+        """Grade the next fold (``grade_fold``), log it and keep its scores; ``extra``: what
+        the fold's model chose (recorded beside its figures)."""
         figures, calibrated = grade_fold(validation, held_out, patients, self.target)
+        log.info("fold %d/%d: %d held-out films, %s%s", len(self.per_fold) + 1, self.folds,
+                 figures["films"], headline(figures),
+                 "".join(f", {key} {value}" for key, value in extra.items()))
         self.per_fold.append({"fold": len(self.per_fold), **figures, **extra})
         self._labels.append(np.asarray(held_out.labels, dtype=int))
         self._calibrated.append(calibrated)
         self._kept.append(fold_scores(validation, held_out, patients))
-        return figures
 
     def summary(self, how: str) -> dict:
         """``summarise_folds`` of the folds graded so far (logged in one line)."""
@@ -134,14 +152,15 @@ def ensemble_folds(members: list[dict], target: float, how: str) -> dict:
                          "their fold scores (trained with --cv)")
     if len({len(s) for s in stored}) != 1:
         raise ValueError("the runs were cross-validated on different numbers of folds")
-    grades = FoldGrades(target)
+    grades = FoldGrades(target, len(stored[0]))
     for k, folds in enumerate(zip(*stored)):
         parts = {}
         for name in ("validation", "held_out"):
             got = [np.asarray(f[name]["label"]) for f in folds]
             if any(len(g) != len(got[0]) or (g != got[0]).any() for g in got):
                 raise ValueError(f"fold {k}'s {name} films differ between the runs: they were "
-                                 "not cross-validated on the same tree with the same seed")
+                                 "not cross-validated on the same films (tree, --seed, "
+                                 "--val-fraction, no --max-images)")
             parts[name] = got[0]
         mean = {name: np.mean([fit_platt(np.asarray(f["validation"]["label"]),
                                          np.asarray(f["validation"]["score"]))

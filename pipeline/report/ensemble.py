@@ -147,10 +147,12 @@ def recipe_name(cfg: TrainConfig) -> str:
 
 
 def finetune_recipe_name(cfg: dict) -> str:
-    """What sets a fine-tuning run's recipe apart, e.g. ``fine-tuned cnn 150 px, CLAHE``."""
+    """What sets a fine-tuning run's recipe apart, e.g. ``fine-tuned inceptionv3 150 px,
+    CLAHE, weights imagenet, at most 15 epochs``."""
     epochs = cfg["epochs"] + cfg["unfreeze_epochs"]
     return ", ".join([f"fine-tuned {cfg['arch']} {cfg['image_size']} px",
                       *(["CLAHE"] if cfg.get("clahe") else []),
+                      *([f"weights {cfg['weights'] or 'imagenet'}"] if cfg["arch"] != "cnn" else []),
                       f"at most {epochs} epoch{'s' if epochs > 1 else ''}"])
 
 
@@ -158,8 +160,8 @@ def cv_member(spark: SparkSession, uri: str) -> tuple[str, dict]:
     """(recipe name, cross-validation) of a run trained with ``--cv``: a folder with a
     ``metrics.json`` (a fine-tuning run, or an evaluation of a model) or a featurizer + LR
     model (its training summary)."""
-    metrics = f"{uri.rstrip('/')}/metrics.json"
-    if HadoopFS(spark, metrics).exists(metrics):
+    metrics = uri if uri.endswith(".json") else f"{uri.rstrip('/')}/metrics.json"
+    if uri.endswith(".json") or HadoopFS(spark, metrics).exists(metrics):
         training = load_run(spark, uri).training
         cfg = training.get("config", {})
         name = finetune_recipe_name(cfg) if "arch" in cfg else run_name(uri)
