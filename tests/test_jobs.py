@@ -83,6 +83,35 @@ def test_saved_model_predicts_as_the_fitted_one(spark, trained, tree):
     assert [r.prediction for r in got] == [r.prediction for r in want]
 
 
+def _jobs_of(spark, group: str, action):
+    """(what ``action()`` returns, how many Spark jobs it ran)."""
+    sc = spark.sparkContext
+    sc.setJobGroup(group, group)
+    try:
+        result = action()
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    return result, len(sc.statusTracker().getJobIdsForGroup(group))
+
+
+def test_loading_reads_the_metadata_itself_and_gives_pyspark_s_stages(spark, trained):
+    """load_model's stages are PipelineModel.load's, with fewer Spark jobs: only the
+    regression's own reader runs any."""
+    cfg, _, _ = trained
+    plain, plain_jobs = _jobs_of(spark, "plain-load", lambda: PipelineModel.load(cfg.model_out))
+    ours, our_jobs = _jobs_of(spark, "our-load", lambda: load_model(spark, cfg.model_out))
+    assert our_jobs <= 3 < plain_jobs
+    featurizer = plain.stages[0]
+    assert ours.featurizer.uid == featurizer.uid
+    assert {p.name: v for p, v in ours.featurizer.extractParamMap().items()} == \
+        {p.name: v for p, v in featurizer.extractParamMap().items()}
+    assert ours.featurizer.isSet(ours.featurizer.weights) == featurizer.isSet(featurizer.weights)
+    classifier = plain.stages[1]
+    assert ours.classifier.uid == classifier.uid
+    assert ours.classifier.getThreshold() == classifier.getThreshold()
+    assert np.array_equal(ours.classifier.coefficients.toArray(), classifier.coefficients.toArray())
+
+
 def test_model_saved_before_the_package_layout_loads(spark, tree, tmp_path):
     """A model saved by the flat-layout code (tests/fixtures/model-flat-layout, VGG16 random
     init + LR) names its featurizer pipeline.featurizer.DeepImageFeaturizer and still loads,

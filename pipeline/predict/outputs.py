@@ -21,17 +21,22 @@ from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from pipeline import config
 from pipeline.data.rules import Skipped
 from pipeline.fs.storage import HadoopFS
 from pipeline.predict.models import ScreeningModel
-from pipeline.predict.scoring import PICTURES, PICTURES_DIR
+from pipeline.predict.scoring import PICTURES, PICTURES_DIR, RESULT
 from pipeline.report.worklist import WorklistFilm, WorklistStudy, order_studies, write_worklist
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS, STUDIES = "predictions", "studies"
+#: ``predictions.parquet``'s columns (a watch's ``batch=N`` folders add ``batch``). Reading it
+#: back with them spares Spark the job that would infer them from the files' footers.
+TABLE = StructType([StructField("uri", StringType()), *RESULT.fields,
+                    StructField("model", StringType()), StructField("threshold", DoubleType())])
 WORKLIST, SUMMARY = "worklist.html", "summary.json"
 #: Skipped files the page and summary list by name (all of them are in predictions.csv).
 SKIPPED_SHOWN = 500
@@ -59,6 +64,11 @@ class RunSummary:
 def _study() -> Column:
     """A film's study: its StudyInstanceUID, else the film itself."""
     return F.coalesce("study_instance_uid", "uri")
+
+
+def read_table(spark: SparkSession, folder: str) -> DataFrame:
+    """The ``predictions.parquet`` in ``folder``."""
+    return spark.read.schema(TABLE).parquet(f"{folder.rstrip('/')}/{PREDICTIONS}.parquet")
 
 
 def study_rows(table: DataFrame) -> DataFrame:
@@ -111,10 +121,9 @@ def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies
     top = studies.orderBy(F.desc("flagged"), F.desc("score"), "study").limit(limit).collect()
     if not top:
         return []
-    keys = spark.createDataFrame([(s["study"],) for s in top], "study string")
     films = (table.filter(F.col("score").isNotNull())
              .withColumn("study", _study())
-             .join(F.broadcast(keys), "study")
+             .filter(F.col("study").isin([s["study"] for s in top]))
              .select("study", "uri", "score", "flagged").collect())
     by_study: dict[str, list[WorklistFilm]] = {}
     for film in films:
@@ -134,9 +143,8 @@ def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies
 def _pictures(spark: SparkSession, folder: str, uris: list[str]) -> dict[str, dict[str, bytes]]:
     """The thumbnails and overlays the scoring tasks made of ``uris`` (a film gone or changed
     since it was scored is simply shown without them)."""
-    wanted = spark.createDataFrame([(u,) for u in uris], "uri string")
     rows = (spark.read.schema(PICTURES).parquet(f"{folder.rstrip('/')}/{PICTURES_DIR}")
-            .join(F.broadcast(wanted), "uri").select("uri", "thumbnail", "overlay").collect())
+            .filter(F.col("uri").isin(uris)).select("uri", "thumbnail", "overlay").collect())
     return {r["uri"]: {"thumbnail_png": r["thumbnail"], "overlay_png": r["overlay"]} for r in rows}
 
 
@@ -161,10 +169,11 @@ def write_views(spark: SparkSession, folder: str, data: str, model: ScreeningMod
     ``predictions.parquet`` in ``folder`` (films from ``data``); returns the summary with its
     counts (``counted``: the table's ``counts``, when the caller has them already)."""
     base = folder.rstrip("/")
-    table = spark.read.parquet(f"{base}/{PREDICTIONS}.parquet")
+    table = read_table(spark, base)
     write_csv(spark, table, f"{base}/{PREDICTIONS}.csv", F.col("uri"))
-    study_rows(table).write.mode("overwrite").parquet(f"{base}/{STUDIES}.parquet")
-    studies = spark.read.parquet(f"{base}/{STUDIES}.parquet")
+    per_study = study_rows(table)
+    per_study.write.mode("overwrite").parquet(f"{base}/{STUDIES}.parquet")
+    studies = spark.read.schema(per_study.schema).parquet(f"{base}/{STUDIES}.parquet")
     write_csv(spark, studies, f"{base}/{STUDIES}.csv", F.desc("flagged"), F.desc("score"))
     summary.counts = counted or counts(table)
     skipped = skipped_files(table) if summary.counts["skipped"] else []
