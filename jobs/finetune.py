@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> None:
     doc = finetune(get_session(f"xray-finetune-{args.arch}", args.master), cfg)
     cv = doc.training.get("cross_validation")
     print(json.dumps({"split": doc.split, **{k: doc.metrics[k] for k in SHOWN},
-                      "device": doc.training["device"], "precision": doc.training["precision"],
+                      "device": doc.training["device"], "compute_precision": doc.training["precision"],
                       **({"cross_validation": brief(cv)} if cv else {})}, indent=2))
     print(f"report: {args.out.rstrip('/')}/report.html")
 
