@@ -57,7 +57,8 @@ def _folder(films: list[Path], folder: Path, n: int, link: bool = False) -> Path
 def _fit_model(spark, films: list[Path], out: Path, model_name: str) -> str:
     """A featurizer + LR PipelineModel, labels from the films' class folders."""
     featurizer = DeepImageFeaturizer(modelName=model_name, weights=None)
-    frame = (spark.read.format("binaryFile").load([f"file://{f}" for f in films[:64]])
+    sample = films[:: max(len(films) // 64, 1)][:64]  # both classes: films are in path order
+    frame = (spark.read.format("binaryFile").load([f"file://{f}" for f in sample])
              .withColumnRenamed("content", "image")
              .withColumn("label", F.col("path").contains("/PNEUMONIA/").cast("double")))
     feats, _ = with_class_weights(featurizer.transform(frame))
