@@ -11,6 +11,7 @@ import json
 import os
 
 from pipeline import config
+from pipeline.finetune.augment import AUGMENTS
 from pipeline.finetune.barrier import GPU_MODES
 from pipeline.report.crossval import brief
 from pipeline.runtime.cli import add_cv, add_precision, base_parser, run_job
@@ -55,6 +56,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clahe", action="store_true",
                    help="equalise each film's contrast (CLAHE, pipeline.data.preprocess) before "
                         "the network; recorded with the run, so predict does the same")
+    p.add_argument("--augment", default="report", choices=AUGMENTS,
+                   help="report: its zoom and vertical flip; scanner: small rotations, shifts and "
+                        "zooms with per-film gamma, contrast and brightness (pipeline.finetune.augment)")
+    p.add_argument("--schedule", default="plateau", choices=config.SCHEDULES,
+                   help="plateau: Adam, the rate cut when val_loss stalls (the report); cosine: "
+                        "AdamW, one epoch of warm-up, then cosine decay")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="targets pulled this far towards 0.5 in the loss (0: none)")
     add_cv(p, "network")
     add_precision(p, config.PRECISION, "(the training task's device; float16, with loss "
                   "scaling, for GPUs older than compute capability 8.0)",
@@ -70,7 +79,8 @@ def main(args: argparse.Namespace) -> None:
         unfreeze_learning_rate=args.unfreeze_learning_rate, seed=args.seed,
         target_sensitivity=args.target_sensitivity, val_fraction=args.val_fraction,
         max_images=args.max_images, split=args.split, gpu=args.gpu, backend=args.backend,
-        precision=args.precision, clahe=args.clahe, cv_folds=args.cv)
+        precision=args.precision, clahe=args.clahe, cv_folds=args.cv, augment=args.augment,
+        schedule=args.schedule, label_smoothing=args.label_smoothing)
     cfg.check()
     doc = finetune(get_session(f"xray-finetune-{args.arch}", args.master), cfg)
     cv = doc.training.get("cross_validation")

@@ -204,6 +204,21 @@ FINETUNE_UNFREEZE_EPOCHS = 0
 FINETUNE_UNFREEZE_LEARNING_RATE = 1e-5
 #: The report's ImageDataGenerator(zoom_range=0.3, vertical_flip=True).
 AUGMENT_ZOOM = 0.3
+#: ``--augment scanner`` (pipeline.finetune.augment): rotation up to 5 degrees, shifts and
+#: zooms up to 5% and 10%; gamma and contrast factors up to 1.25x either way, brightness up
+#: to 8% of the range. Small enough that a film still looks like a film from a scanner.
+SCANNER_ROTATION_DEGREES = 5.0
+SCANNER_SHIFT = 0.05
+SCANNER_ZOOM = 0.1
+SCANNER_GAMMA = 1.25
+SCANNER_CONTRAST = 1.25
+SCANNER_BRIGHTNESS = 0.08
+#: ``--schedule``: the report's Adam with ReduceLROnPlateau, or AdamW whose rate climbs
+#: linearly from a tenth over the first epoch, then follows a cosine down to a hundredth.
+#: Weight decay as PyTorch's AdamW default; biases and BatchNorm's scale and shift are exempt.
+SCHEDULES = ("plateau", "cosine")
+WARMUP_EPOCHS = 1
+ADAMW_WEIGHT_DECAY = 0.01
 #: ReduceLROnPlateau(factor=0.3, patience=2) as the report, but on val_loss with mode "min"
 #: (the report's mode="max" cut the rate whenever the loss *improved*).
 LR_PLATEAU_FACTOR = 0.3

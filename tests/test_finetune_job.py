@@ -100,6 +100,24 @@ def test_outputs_and_schema(runs, arch):
         assert history["epochs"][1]["lr"] == pytest.approx(1e-5)
 
 
+def test_the_scanner_recipe_with_a_cosine_schedule(tree, tmp_path):
+    """Recorded with the run; the rate warms up over the first epoch, then decays to a
+    hundredth (no ReduceLROnPlateau in its way); the saved model scores as the run did."""
+    out = tmp_path / "scanner"
+    doc = _run(tree, out, "--arch", "cnn", "--image-size", "32", "--epochs", "3",
+               "--augment", "scanner", "--schedule", "cosine", "--label-smoothing", "0.1")
+    assert {k: doc["training"]["config"][k] for k in ("augment", "schedule", "label_smoothing")} \
+        == {"augment": "scanner", "schedule": "cosine", "label_smoothing": 0.1}
+    rates = [e["lr"] for e in json.loads((out / "history.json").read_text())["epochs"]]
+    assert len(rates) == 3 and rates[0] == pytest.approx(1e-3) and rates[0] > rates[1] > rates[2]
+    assert rates[2] == pytest.approx(1e-5)
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    assert "augment_flip" not in {layer.name for layer in model.layers}
+    predictions = _predictions(out)
+    x = _pixels(list(predictions["path"]), 32)
+    assert np.allclose(model.predict(x, verbose=0).reshape(-1), predictions["score"], atol=1e-5)
+
+
 def test_validation_is_the_patient_grouped_split(spark, runs, tree):
     out, doc = runs["cnn"]
     cfg = FinetuneConfig(arch="cnn", data=str(tree), out=str(out), max_images=MAX_IMAGES)
@@ -203,6 +221,7 @@ def test_one_class_training_fails_cleanly_and_leaves_nothing(spark, tmp_path, ca
     (["--arch", "inceptionv3", "--weights", "none", "--unfreeze-epochs", "1"], "pretrained weights"),
     (["--arch", "cnn", "--split", "test", "--data-without-test"], "has no test split: pass --split validation"),
     (["--arch", "cnn", "--cv", "1"], "--cv needs at least 2 folds"),
+    (["--arch", "cnn", "--label-smoothing", "0.5"], "--label-smoothing must be in [0, 0.5)"),
 ])
 def test_bad_arguments_are_one_line(spark, tree, tmp_path, capsys, args, message):
     data = tree

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.featurizer.models import load_feature_extractor
-from pipeline.finetune.models import build_model, unfreeze_base
+from pipeline.finetune.augment import IntensityJitter
+from pipeline.finetune.models import build_model, compile_model, unfreeze_base
 
 
 def _sep(c_in: int, c_out: int) -> int:
@@ -64,6 +65,51 @@ def test_augmentation_only_while_training():
     augmented = keras.ops.convert_to_numpy(model.get_layer("augment_flip")(
         model.get_layer("augment_zoom")(x, training=True), training=True))
     assert not np.allclose(augmented, x)
+
+
+def test_scanner_geometry_only_while_training():
+    """Rotation, shift and zoom; no vertical flip (no scanner makes an upside-down film)."""
+    model = build_model("cnn", 32, augment="scanner")
+    names = [layer.name for layer in model.layers if layer.name.startswith("augment_")]
+    assert names == ["augment_rotate", "augment_shift", "augment_zoom"]
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    assert np.array_equal(*[keras.ops.convert_to_numpy(model(x, training=False)) for _ in range(2)])
+    moved = x
+    for name in names:
+        moved = model.get_layer(name)(moved, training=True)
+    assert not np.allclose(keras.ops.convert_to_numpy(moved), x)
+
+
+def test_intensity_jitter_is_seeded_per_film_and_keeps_each_films_order():
+    """Gamma, contrast and brightness are monotone: a film's darker pixel stays no lighter."""
+    film = np.random.default_rng(1).uniform(0, 255, (1, 8, 8, 3)).astype("float32")
+    x = np.repeat(film, 6, axis=0)
+    a, b = IntensityJitter(5)(x), IntensityJitter(5)(x)
+    assert np.array_equal(a, b) and not np.array_equal(a, IntensityJitter(6)(x))
+    assert a.dtype == np.float32 and a.min() >= 0 and a.max() <= 255
+    assert len({f.tobytes() for f in a}) == len(x)  # the same film, each copy its own draw
+    for before, after in zip(x.reshape(len(x), -1), a.reshape(len(a), -1)):
+        assert np.all(np.diff(after[np.argsort(before)]) >= 0)
+
+
+def test_cosine_schedule_warms_up_then_decays_with_adamw_and_smoothing():
+    model = build_model("cnn", 32)
+    compile_model(model, 1e-3, "cosine", 0.1, steps_per_epoch=10, epochs=5)
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    rate = model.optimizer._learning_rate  # the schedule itself
+    at = [float(keras.ops.convert_to_numpy(rate(step))) for step in (0, 5, 10, 30, 50)]
+    assert at[0] == pytest.approx(1e-4) and at[1] == pytest.approx(5.5e-4)
+    assert at[2] == pytest.approx(1e-3) and at[2] > at[3] > at[4] == pytest.approx(1e-5)
+    assert model.loss.get_config()["label_smoothing"] == 0.1
+    compile_model(model, 1e-3)
+    assert type(model.optimizer) is keras.optimizers.Adam
+    with pytest.raises(ValueError, match="unknown schedule"):
+        compile_model(model, 1e-3, "step")
+
+
+def test_unknown_augmentation_is_refused():
+    with pytest.raises(ValueError, match="unknown augmentation 'mixup'"):
+        build_model("cnn", 32, augment="mixup")
 
 
 @pytest.mark.parametrize("arch,size,message", [("resnet", 150, "unknown architecture"),

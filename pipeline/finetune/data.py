@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import keras
 import numpy as np
@@ -76,11 +76,13 @@ class PixelBatches(keras.utils.PyDataset):
     """Batches ``(x float32 [n, size, size, 3] in 0..255, y float32 [n])`` of one subset.
 
     With ``seed`` set, every epoch (``on_epoch_begin``) draws a new order as described above;
-    without it the order is fixed (the index order), for validation and scoring.
+    without it the order is fixed (the index order), for validation and scoring. ``jitter``
+    (``augment.IntensityJitter``) changes each batch's pixels, for training.
     """
 
     def __init__(self, units: list[Unit], image_size: int, batch_size: int,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None,
+                 jitter: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         super().__init__()
         if not units:
             raise ValueError("no films to stream")
@@ -88,6 +90,7 @@ class PixelBatches(keras.utils.PyDataset):
         self.image_size = image_size
         self.batch_size = batch_size
         self._rng = None if seed is None else np.random.default_rng(seed)
+        self._jitter = jitter
         self._groups: OrderedDict[int, np.ndarray] = OrderedDict()
         self._plan_unit = np.concatenate([np.full(len(u.rows), i) for i, u in enumerate(units)])
         self._plan_row = np.concatenate([np.arange(len(u.rows)) for u in units])
@@ -149,4 +152,4 @@ class PixelBatches(keras.utils.PyDataset):
         units, rows = self._plan_unit[sl], self._plan_row[sl]
         x = np.stack([self._pixels(int(u))[r] for u, r in zip(units, rows)]).astype(np.float32)
         y = np.array([self.units[int(u)].labels[r] for u, r in zip(units, rows)], dtype=np.float32)
-        return x, y
+        return (self._jitter(x) if self._jitter else x), y

@@ -1,8 +1,10 @@
 """Keras training of one fine-tuning run: phases, callbacks, best-epoch restore, scoring.
 
 Selection uses the validation stream only: ModelCheckpoint keeps the weights of the epoch
-with the lowest ``val_loss``, ReduceLROnPlateau and EarlyStopping watch the same quantity
-(mode ``min``), and after training those best weights are what is scored and saved.
+with the lowest ``val_loss``, EarlyStopping (and, on the ``plateau`` schedule,
+ReduceLROnPlateau) watch the same quantity (mode ``min``), and after training those best
+weights are what is scored and saved. The ``cosine`` schedule sets the rate itself, so
+ReduceLROnPlateau stays out of it.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from pipeline import config
 from pipeline.finetune.devices import accelerator, describe_device
+from pipeline.finetune.augment import IntensityJitter
 from pipeline.finetune.data import PixelBatches, index_films
 from pipeline.finetune.models import build_model, compile_model, unfreeze_base
 from pipeline.finetune.plan import TrainPlan
@@ -67,14 +70,20 @@ def class_weights(counts: dict[int, int]) -> dict[int, float]:
     return {label: total / (2.0 * n) for label, n in counts.items()}
 
 
-def _callbacks(stats: EpochStats, checkpoint: keras.callbacks.ModelCheckpoint) -> list:
-    return [stats, checkpoint,
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min",
-                                              factor=config.LR_PLATEAU_FACTOR,
-                                              patience=config.LR_PLATEAU_PATIENCE),
+def _callbacks(stats: EpochStats, checkpoint: keras.callbacks.ModelCheckpoint,
+               schedule: str) -> list:
+    plateau = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min",
+                                                 factor=config.LR_PLATEAU_FACTOR,
+                                                 patience=config.LR_PLATEAU_PATIENCE)]
+    return [stats, checkpoint, *(plateau if schedule == "plateau" else []),
             keras.callbacks.EarlyStopping(monitor="val_loss", mode="min",
                                           patience=config.EARLY_STOP_PATIENCE,
                                           start_from_epoch=config.EARLY_STOP_START_EPOCH)]
+
+
+def _compile(model: keras.Model, plan: TrainPlan, learning_rate: float, steps: int,
+             epochs: int) -> None:
+    compile_model(model, learning_rate, plan.schedule, plan.label_smoothing, steps, epochs)
 
 
 def lean_copy(model: keras.Model) -> keras.Model:
@@ -97,15 +106,16 @@ def _fit(model: keras.Model, plan: TrainPlan, train: PixelBatches, val: PixelBat
         fit = dict(validation_data=val, class_weight=weights, shuffle=False, verbose=0)
         pretrained = plan.arch == "inceptionv3" and plan.weights != NO_WEIGHTS
         stats.phase = "frozen base" if pretrained else "train"
-        model.fit(train, epochs=plan.epochs, callbacks=_callbacks(stats, checkpoint), **fit)
+        model.fit(train, epochs=plan.epochs, callbacks=_callbacks(stats, checkpoint, plan.schedule),
+                  **fit)
         if plan.unfreeze_epochs:
             model.load_weights(best)  # fine-tune from the best frozen epoch, not the last
             unfreeze_base(model)
-            compile_model(model, plan.unfreeze_learning_rate)
+            _compile(model, plan, plan.unfreeze_learning_rate, len(train), plan.unfreeze_epochs)
             stats.phase = "unfrozen base"
             done = len(stats.epochs)
             model.fit(train, initial_epoch=done, epochs=done + plan.unfreeze_epochs,
-                      callbacks=_callbacks(stats, checkpoint), **fit)
+                      callbacks=_callbacks(stats, checkpoint, plan.schedule), **fit)
         model.load_weights(best)
     best_epoch = 1 + int(np.argmin([e["val_loss"] for e in stats.epochs]))
     log.info("restored epoch %d (lowest val_loss %.4f)", best_epoch, checkpoint.best)
@@ -119,18 +129,23 @@ def fit_and_score(plan: TrainPlan, films: str, local_weights: str | None,
     scores and the device."""
     keras.backend.clear_session()  # a reused worker may hold an earlier fold's model
     keras.utils.set_random_seed(plan.seed)
-    train = PixelBatches(index_films(films, "train"), plan.image_size, plan.batch_size, plan.seed)
+    jitter = IntensityJitter(plan.seed + 1) if plan.augment == "scanner" else None
+    train = PixelBatches(index_films(films, "train"), plan.image_size, plan.batch_size, plan.seed,
+                         jitter)
     val = PixelBatches(index_films(films, "validation"), plan.image_size, plan.batch_size)
     weights = class_weights(train.class_counts())
     gpu = accelerator()
     device = describe_device(gpu)
     chosen = precision.resolve(plan.precision, gpu=gpu is not None, training=True)
-    log.info("training %s on %s in %s: %d films (%s), validating on %d, class weights %s",
-             plan.arch, device, chosen, train.size, train.class_counts(), val.size,
-             {k: round(v, 3) for k, v in weights.items()})
+    log.info("training %s on %s in %s: %d films (%s), validating on %d, class weights %s; "
+             "augmentation %s, schedule %s, label smoothing %g", plan.arch, device, chosen,
+             train.size, train.class_counts(), val.size,
+             {k: round(v, 3) for k, v in weights.items()}, plan.augment, plan.schedule,
+             plan.label_smoothing)
     with precision.dtype_policy(chosen):  # float16: compile adds loss scaling
-        model = build_model(plan.arch, plan.image_size, plan.weights, plan.seed, local_weights)
-    compile_model(model, plan.learning_rate)
+        model = build_model(plan.arch, plan.image_size, plan.weights, plan.seed, local_weights,
+                            plan.augment)
+    _compile(model, plan, plan.learning_rate, len(train), plan.epochs)
     stats = EpochStats(train.size, plan.epochs + plan.unfreeze_epochs)
     best_epoch = _fit(model, plan, train, val, weights, stats)
     scores = {}

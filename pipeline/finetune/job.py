@@ -40,6 +40,7 @@ from pipeline.data.split import HELD_OUT, check_fold_count, fold_roles, split_co
 from pipeline.data.tree import TreeError
 from pipeline.featurizer.models import IMAGENET, NO_WEIGHTS
 from pipeline.finetune.barrier import GPU_MODES, run_single_task
+from pipeline.finetune.augment import AUGMENTS
 from pipeline.finetune.models import MIN_IMAGE_SIZE
 from pipeline.finetune.pixel_cache import PixelCache, training_rows, write_pixel_cache
 from pipeline.finetune.plan import MODEL_FILE, TrainPlan
@@ -88,11 +89,17 @@ class FinetuneConfig:
     clahe: bool = False
     #: Patient-grouped cross-validation folds trained before the final run (0: none).
     cv_folds: int = 0
+    #: The recipe beyond the report's: ``augment.AUGMENTS``, ``config.SCHEDULES``, and the
+    #: label smoothing of the loss (0: none).
+    augment: str = "report"
+    schedule: str = "plateau"
+    label_smoothing: float = 0.0
 
     def check(self) -> None:
         """Refuse settings that cannot work, before any Spark work starts."""
         choices = {"arch": config.FINETUNE_ARCHS, "split": SCORED_SPLITS, "gpu": GPU_MODES,
-                   "backend": BACKENDS, "precision": PRECISIONS}
+                   "backend": BACKENDS, "precision": PRECISIONS, "augment": AUGMENTS,
+                   "schedule": config.SCHEDULES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -112,6 +119,8 @@ class FinetuneConfig:
             raise ValueError("--max-images must be at least 8 (both classes on both sides)")
         if not 0 < self.target_sensitivity <= 1:
             raise ValueError("--target-sensitivity must be in (0, 1]")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ValueError("--label-smoothing must be in [0, 0.5)")
         check_fold_count(self.cv_folds)
 
     @property
@@ -166,7 +175,8 @@ def checked_split_counts(listing: Listing) -> dict:
 def _plan(cfg: FinetuneConfig, score_subsets: tuple[str, ...], save_model: bool = True) -> TrainPlan:
     return TrainPlan(cfg.arch, cfg.image_size, cfg.model_weights, cfg.epochs, cfg.unfreeze_epochs,
                      cfg.batch_size, cfg.learning_rate, cfg.unfreeze_learning_rate, cfg.seed,
-                     cfg.backend, score_subsets, cfg.precision, save_model)
+                     cfg.backend, score_subsets, cfg.precision, save_model, cfg.augment,
+                     cfg.schedule, cfg.label_smoothing)
 
 
 def _ship_weights(spark: SparkSession, cfg: FinetuneConfig) -> str | None:

@@ -1,7 +1,7 @@
 """The two Keras architectures of the fine-tuning arm, as the 2020 report built them.
 
-Both take raw 0-255 RGB and carry their own augmentation (active only while training) and
-rescaling, so a saved ``model.keras`` is self-contained: the featurizer's ``modelFile``, or any
+Both take raw 0-255 RGB and carry their own geometric augmentation (active only while
+training) and rescaling, so a saved ``model.keras`` is self-contained: the featurizer's ``modelFile``, or any
 Keras user, feeds it decoded pixels and nothing else. Only Keras layers and ``keras.ops``: the
 same code trains on the TensorFlow, JAX and PyTorch backends. Keras is imported inside the
 functions so the Spark driver, which never trains, does not load a backend.
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pipeline import config
 from pipeline.featurizer.models import IMAGENET, NO_WEIGHTS, build_backbone
+from pipeline.finetune.augment import geometry
 
 if TYPE_CHECKING:
     import keras
@@ -23,18 +24,7 @@ MIN_IMAGE_SIZE = {"cnn": 32, "inceptionv3": 75}
 INCEPTION_BASE = "inception_v3"
 
 
-def _augmentation(inputs: "keras.KerasTensor", seed: int) -> "keras.KerasTensor":
-    """The report's ImageDataGenerator(zoom_range=0.3, vertical_flip=True) as layers: zoom drawn
-    independently per axis in [0.7, 1.3], edges filled with the nearest pixel, as Keras 2 did."""
-    from keras import layers
-
-    zoom = config.AUGMENT_ZOOM
-    x = layers.RandomZoom(height_factor=(-zoom, zoom), width_factor=(-zoom, zoom),
-                          fill_mode="nearest", seed=seed, name="augment_zoom", dtype="float32")(inputs)
-    return layers.RandomFlip("vertical", seed=seed, name="augment_flip", dtype="float32")(x)
-
-
-def build_cnn(image_size: int, seed: int = config.SEED) -> "keras.Model":
+def build_cnn(image_size: int, seed: int = config.SEED, augment: str = "report") -> "keras.Model":
     """The report's method 1: two Conv2D(16), four SeparableConv2D pairs (32/64/128/256) with
     BatchNorm and max-pooling, dropout 0.2 after the last two blocks, then Dense 512/128/64
     with dropout 0.7/0.5/0.3 and a sigmoid unit."""
@@ -43,7 +33,7 @@ def build_cnn(image_size: int, seed: int = config.SEED) -> "keras.Model":
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = layers.Rescaling(1 / 255, name="rescale", dtype="float32")(_augmentation(inputs, seed))
+    x = layers.Rescaling(1 / 255, name="rescale", dtype="float32")(geometry(inputs, augment, seed))
     for _ in range(2):
         x = layers.Conv2D(16, 3, activation="relu", padding="same")(x)
     x = layers.MaxPooling2D(2)(x)
@@ -64,7 +54,7 @@ def build_cnn(image_size: int, seed: int = config.SEED) -> "keras.Model":
 
 
 def build_inceptionv3(image_size: int, weights: str, seed: int = config.SEED,
-                      local_weights: str | None = None) -> "keras.Model":
+                      local_weights: str | None = None, augment: str = "report") -> "keras.Model":
     """The report's method 2: InceptionV3 without its top, dropout 0.5, global average pooling,
     Dense 128, BatchNorm, sigmoid (22,065,697 parameters, as its summary printed).
 
@@ -88,7 +78,7 @@ def build_inceptionv3(image_size: int, weights: str, seed: int = config.SEED,
     inputs = keras.Input((image_size, image_size, 3), name="image")
     # InceptionV3's preprocess_input (x / 127.5 - 1), inside the model.
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale",
-                         dtype="float32")(_augmentation(inputs, seed))
+                         dtype="float32")(geometry(inputs, augment, seed))
     x = base(x, training=False) if pretrained else base(x)
     x = layers.Dropout(0.5)(x)
     x = layers.GlobalAveragePooling2D()(x)
@@ -100,23 +90,39 @@ def build_inceptionv3(image_size: int, weights: str, seed: int = config.SEED,
 
 
 def build_model(arch: str, image_size: int, weights: str = NO_WEIGHTS, seed: int = config.SEED,
-                local_weights: str | None = None) -> "keras.Model":
-    """The uncompiled network for ``arch``; ``weights`` applies to inceptionv3 only."""
+                local_weights: str | None = None, augment: str = "report") -> "keras.Model":
+    """The uncompiled network for ``arch`` with ``augment``'s geometric layers
+    (``pipeline.finetune.augment``); ``weights`` applies to inceptionv3 only."""
     if arch not in config.FINETUNE_ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; supported: {', '.join(config.FINETUNE_ARCHS)}")
     if image_size < MIN_IMAGE_SIZE[arch]:
         raise ValueError(f"{arch} needs images of at least {MIN_IMAGE_SIZE[arch]} px, got {image_size}")
     if arch == "cnn":
-        return build_cnn(image_size, seed)
-    return build_inceptionv3(image_size, weights, seed, local_weights)
+        return build_cnn(image_size, seed, augment)
+    return build_inceptionv3(image_size, weights, seed, local_weights, augment)
 
 
-def compile_model(model: "keras.Model", learning_rate: float) -> None:
-    """Adam and binary cross-entropy, as the report; AUC besides accuracy for the curves."""
+def compile_model(model: "keras.Model", learning_rate: float, schedule: str = "plateau",
+                  label_smoothing: float = 0.0, steps_per_epoch: int = 1, epochs: int = 1) -> None:
+    """Binary cross-entropy (with ``label_smoothing``), AUC besides accuracy for the curves,
+    and the optimizer of ``schedule`` (``config.SCHEDULES``): the report's Adam at a fixed
+    rate that ReduceLROnPlateau lowers, or AdamW on a warm-up then cosine schedule over
+    ``epochs`` of ``steps_per_epoch`` batches."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="binary_crossentropy",
+    if schedule not in config.SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; supported: {', '.join(config.SCHEDULES)}")
+    if schedule == "plateau":
+        optimizer = keras.optimizers.Adam(learning_rate)
+    else:
+        warmup = steps_per_epoch * min(config.WARMUP_EPOCHS, max(epochs - 1, 0))
+        rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 10, decay_steps=max(steps_per_epoch * epochs - warmup, 1), alpha=0.01,
+            warmup_target=learning_rate, warmup_steps=warmup)
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=config.ADAMW_WEIGHT_DECAY)
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
 
 

@@ -30,3 +30,7 @@ class TrainPlan:
     precision: str = "float32"
     #: Write the kept model to the output (a cross-validation fold's model is only scored).
     save_model: bool = True
+    #: The recipe beyond the report's (``--augment``, ``--schedule``, ``--label-smoothing``).
+    augment: str = "report"
+    schedule: str = "plateau"
+    label_smoothing: float = 0.0
