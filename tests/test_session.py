@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from pipeline.runtime.session import get_session
+from pipeline.runtime.session import get_session, in_parallel, step
 from tests.reliability.runner import LOCAL_ENV
 
 PROGRAM = """
-from pipeline.runtime.session import get_session
+from pipeline.runtime.session import get_session, in_parallel, step
 spark = get_session("python-worker-check", "local[1]")
 print("workers ran", spark.sparkContext.parallelize([1, 2], 1).map(lambda x: x + 1).sum())
 """
@@ -63,3 +63,21 @@ def test_a_second_race_or_any_other_failure_is_one_line(spark, monkeypatch):
             get_session("xray-tests", "local[2]")
         assert str(raised.value).startswith("Spark could not start on local[2]: ")
         assert "\n" not in str(raised.value) and len(calls) == min(failures, 2)
+
+
+def test_in_parallel_keeps_order_and_the_step_and_raises_the_first_error(spark):
+    """Each call's Spark jobs carry the caller's step name (the Spark UI groups them), the
+    results come back in the calls' order, and a failed call's error reaches the caller."""
+    sc = spark.sparkContext
+
+    def job(n: int):
+        return lambda: (sc.parallelize(range(n), 1).count(), sc.getLocalProperty("spark.job.description"))
+
+    with step(spark, "parallel check"):
+        assert in_parallel(job(3), job(5)) == [(3, "parallel check"), (5, "parallel check")]
+
+    def boom():
+        raise ValueError("second call failed")
+
+    with pytest.raises(ValueError, match="second call failed"):
+        in_parallel(job(1), boom)

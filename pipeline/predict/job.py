@@ -24,7 +24,7 @@ from pipeline.fs.storage import HadoopFS, atomic_output, prepare_output
 from pipeline.fs.task_files import task_target
 from pipeline.predict.inputs import read_films
 from pipeline.predict.models import ScreeningModel, load_screening_model
-from pipeline.predict.outputs import PREDICTIONS, RunSummary, counts, read_table, write_views
+from pipeline.predict.outputs import PREDICTIONS, RunSummary, counted, read_table, write_views
 from pipeline.predict.scoring import (HEATMAP_CHOICES, HEATMAP_DIR, PICTURES_DIR, RESULT, ScoringTask,
                                       scoring_column)
 from pipeline.report.document import spark_run
@@ -101,18 +101,17 @@ def predict(spark: SparkSession, cfg: PredictConfig) -> RunSummary:
         task = ScoringTask(model.worker, model.threshold, summary.heatmaps, task_target(spark, tmp))
         table = f"{tmp}/{PREDICTIONS}.parquet"
         with step(spark, "score films", timings):
-            _scored(films.frame, model, task).write.parquet(table)
-            counted = counts(read_table(spark, tmp))
+            scored, rows = counted(_scored(films.frame, model, task), "scored", films=F.count("*"))
+            scored.write.parquet(table)
             lost = list(films.missing)
-            if counted["films"] < films.listed_count():  # a listed film was not read: which?
+            if rows()["films"] < films.listed_count():  # a listed film was not read: which?
                 lost += unread(spark, films.listed,
                                read_table(spark, tmp).select(F.col("uri").alias("path")))
             if lost:  # a row each, with the reason
                 _lost_rows(spark, lost, model).write.mode("append").parquet(table)
-                counted = counts(read_table(spark, tmp))
         with step(spark, "write tables and worklist", timings):
             timings["total"] = round(time.monotonic() - started, 3)
-            write_views(spark, tmp, cfg.input, model, summary, cfg.max_images, counted)
+            write_views(spark, tmp, cfg.input, model, summary, cfg.max_images)
         fs.delete(f"{tmp}/{PICTURES_DIR}")  # the worklist has the pictures it shows
     _log_counts(summary, cfg.out)
     return summary

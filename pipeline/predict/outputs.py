@@ -18,8 +18,9 @@ import logging
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
@@ -29,6 +30,7 @@ from pipeline.fs.storage import HadoopFS
 from pipeline.predict.models import ScreeningModel
 from pipeline.predict.scoring import PICTURES, PICTURES_DIR, RESULT
 from pipeline.report.worklist import WorklistFilm, WorklistStudy, order_studies, write_worklist
+from pipeline.runtime.session import in_parallel
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +104,22 @@ def write_csv(spark: SparkSession, frame: DataFrame, uri: str, *order: Column) -
     fs.delete(parts)
 
 
-def counts(table: DataFrame) -> dict[str, int]:
-    """The run's counts of films and of studies (as ``study_rows`` groups them), in one job."""
-    study = F.when(F.col("score").isNotNull(), _study())
-    row = table.agg(F.count("*").alias("films"),
-                    F.count("score").alias("scored"),
-                    F.sum(F.col("flagged").cast("int")).alias("flagged"),
-                    F.count("skip_reason").alias("skipped"),
-                    F.countDistinct(study).alias("studies"),
-                    F.countDistinct(F.when(F.col("flagged"), study)).alias("studies_flagged")).first()
-    return {k: int(v or 0) for k, v in row.asDict().items()}
+def counted(frame: DataFrame, name: str, **exprs: Column) -> tuple[DataFrame, Callable[[], dict[str, int]]]:
+    """``frame`` counting ``exprs`` (aggregates) as its one action runs, and what returns the
+    counts once it has (Spark's observed metrics: no job of their own)."""
+    seen = Observation(name)
+    observed = frame.observe(seen, *(e.alias(k) for k, e in exprs.items()))
+    return observed, lambda: {k: int(v or 0) for k, v in seen.get.items()}
+
+
+def _film_counts(table: DataFrame) -> tuple[DataFrame, Callable[[], dict[str, int]]]:
+    return counted(table, "films", films=F.count("*"), scored=F.count("score"),
+                   flagged=F.sum(F.col("flagged").cast("int")), skipped=F.count("skip_reason"))
+
+
+def _study_counts(studies: DataFrame) -> tuple[DataFrame, Callable[[], dict[str, int]]]:
+    return counted(studies, "studies", studies=F.count("*"),
+                   studies_flagged=F.sum(F.col("flagged").cast("int")))
 
 
 def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies: DataFrame,
@@ -167,25 +175,34 @@ def _page_counts(counts: dict[str, int]) -> dict[str, int]:
 
 
 def write_views(spark: SparkSession, folder: str, data: str, model: ScreeningModel,
-                summary: RunSummary, max_images: int = config.WORKLIST_MAX_IMAGES,
-                counted: dict[str, int] | None = None) -> RunSummary:
+                summary: RunSummary, max_images: int = config.WORKLIST_MAX_IMAGES) -> RunSummary:
     """Write the CSV twin, the study tables, the worklist and the summary from the
     ``predictions.parquet`` in ``folder`` (films from ``data``); returns the summary with its
-    counts (``counted``: the table's ``counts``, when the caller has them already)."""
+    counts, observed while the tables are written. The CSV twin and the study tables
+    (then the studies' CSV and the worklist's rows) are written at the same time:
+    ``in_parallel``."""
     base = folder.rstrip("/")
     table = read_table(spark, base)
-    write_csv(spark, table, f"{base}/{PREDICTIONS}.csv", F.col("uri"))
-    per_study = study_rows(table)
-    per_study.write.mode("overwrite").parquet(f"{base}/{STUDIES}.parquet")
-    studies = spark.read.schema(per_study.schema).parquet(f"{base}/{STUDIES}.parquet")
-    write_csv(spark, studies, f"{base}/{STUDIES}.csv", F.desc("flagged"), F.desc("score"))
-    summary.counts = counted or counts(table)
+    twin, film_counts = _film_counts(table)
+    per_study, study_counts = _study_counts(study_rows(table))
+
+    def study_views() -> list[WorklistStudy]:
+        per_study.write.mode("overwrite").parquet(f"{base}/{STUDIES}.parquet")
+        studies = spark.read.schema(per_study.schema).parquet(f"{base}/{STUDIES}.parquet")
+        return in_parallel(
+            lambda: worklist_studies(spark, folder, table, studies, max_images),
+            lambda: write_csv(spark, studies, f"{base}/{STUDIES}.csv", F.desc("flagged"),
+                              F.desc("score")))[0]
+
+    _, shown = in_parallel(lambda: write_csv(spark, twin, f"{base}/{PREDICTIONS}.csv", F.col("uri")),
+                           study_views)
+    summary.counts = {**film_counts(), **study_counts()}
     skipped = skipped_files(table) if summary.counts["skipped"] else []
     summary.skipped = [{"path": s.path, "reason": s.reason} for s in skipped]
     fs = HadoopFS(spark, folder)
     with tempfile.TemporaryDirectory() as local:
         page = Path(local) / WORKLIST
-        write_worklist(page, worklist_studies(spark, folder, table, studies, max_images),
+        write_worklist(page, shown,
                        model_name=model.name, model_uri=model.uri, method=model.method,
                        weights=model.weights, threshold=model.threshold, data=data,
                        skipped=skipped, warnings=summary.warnings, max_images=max_images,

@@ -15,10 +15,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from py4j.protocol import Py4JError
-from pyspark import SparkConf, SparkContext, StorageLevel
+from pyspark import InheritableThread, SparkConf, SparkContext, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline import config
@@ -29,6 +29,7 @@ from pipeline.runtime import shutdown
 from pipeline.runtime.cli import one_line
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Small Arrow batches: each row carries an image, and one Arrow batch is one model call.
 #: Films are small files whose cost is the CNN, not the bytes: counting each as 1 MB more
@@ -187,6 +188,32 @@ def releasing() -> Iterator[None]:
     finally:
         while len(_held) > mark:
             _held.pop()()
+
+
+def in_parallel(*calls: Callable[[], T]) -> list[T]:
+    """Run ``calls`` at once and return their results in order; the first error is raised
+    once all have ended. Each runs in a thread that carries this one's Spark job group and
+    description (``InheritableThread``). Small Spark jobs that do not need each other's
+    output then overlap, instead of each waiting out the last one's scheduling and
+    commit."""
+    results: list = [None] * len(calls)
+    errors: list[BaseException | None] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except BaseException as err:  # re-raised in the caller's thread below
+            errors[i] = err
+
+    threads = [InheritableThread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for err in errors:
+        if err is not None:
+            raise err
+    return results
 
 
 @contextlib.contextmanager
