@@ -81,3 +81,41 @@ def test_in_parallel_keeps_order_and_the_step_and_raises_the_first_error(spark):
 
     with pytest.raises(ValueError, match="second call failed"):
         in_parallel(job(1), boom)
+
+
+STREAM_STOPPED_MID_BATCH = """
+import os, signal, sys, time
+from pipeline.runtime import shutdown
+from pipeline.runtime.session import await_stream, get_session, step
+
+spark = get_session("stream-stop-check", "local[1]")
+inbox = sys.argv[1]
+open(os.path.join(inbox, "a.txt"), "w").write("film")
+
+@shutdown.jvm_callback
+def write_batch(frame, batch_id):
+    with step(spark, f"batch {batch_id}"):
+        frame.count()
+        os.kill(os.getpid(), signal.SIGTERM)  # the stop lands while the batch runs
+        while not shutdown.requested():
+            time.sleep(0.05)
+
+with shutdown.handling_sigterm():
+    query = spark.readStream.format("text").load(inbox).writeStream \\
+        .foreachBatch(write_batch).trigger(processingTime="1 second").start()
+    try:
+        await_stream(query)
+    except shutdown.Stopped as stop:
+        print("stopped by", stop, "; the gateway still answers:", spark.range(3).count())
+"""
+
+
+def test_a_stop_during_a_streaming_batch_ends_the_stream_and_keeps_the_gateway(tmp_path):
+    """SIGTERM while a foreachBatch writer runs: its step raises Stopped in Py4J's callback
+    thread, which must reach the JVM as an ordinary error (a BaseException there killed the
+    thread unanswered, and --watch hung on its stop). The stream ends with Stopped, and
+    the session still runs jobs after."""
+    done = subprocess.run([sys.executable, "-c", STREAM_STOPPED_MID_BATCH, str(tmp_path)],
+                          env=LOCAL_ENV, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stopped by SIGTERM ; the gateway still answers: 3" in done.stdout

@@ -29,7 +29,7 @@ from pipeline.predict.scoring import (HEATMAP_CHOICES, HEATMAP_DIR, PICTURES_DIR
                                       scoring_column)
 from pipeline.report.document import spark_run
 from pipeline.runtime import shutdown
-from pipeline.runtime.session import step
+from pipeline.runtime.session import await_stream, step
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def _watch(spark: SparkSession, cfg: PredictConfig, model: ScreeningModel,
               .option("maxFilesPerTrigger", cfg.max_files_per_batch)
               .load(cfg.input))
 
+    @shutdown.jvm_callback
     def write_batch(films: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         with step(spark, f"score batch {batch_id}"):
@@ -157,13 +158,6 @@ def _watch(spark: SparkSession, cfg: PredictConfig, model: ScreeningModel,
              .trigger(processingTime=f"{cfg.trigger_s} seconds")
              .queryName("xray-screening").start())
     log.info("watching %s every %.0fs; stop with SIGTERM or Ctrl-C", cfg.input, cfg.trigger_s)
-    try:
-        while query.isActive and not shutdown.requested():
-            query.awaitTermination(1)
-        if query.exception() is not None:
-            raise query.exception()
-    finally:
-        query.stop()
-    shutdown.check()
+    await_stream(query)
     return summary
 

@@ -19,7 +19,9 @@ from typing import Callable, Iterator, TypeVar
 
 from py4j.protocol import Py4JError
 from pyspark import InheritableThread, SparkConf, SparkContext, StorageLevel
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
 from pipeline import config
 from pipeline.cluster import pyenv
@@ -214,6 +216,21 @@ def in_parallel(*calls: Callable[[], T]) -> list[T]:
         if err is not None:
             raise err
     return results
+
+
+def await_stream(query: StreamingQuery) -> None:
+    """Wait on ``query`` until it ends or the job is asked to stop, then stop it. A stop raises
+    ``Stopped`` even when it failed the running batch (its Spark jobs are cancelled); that
+    batch is not committed, so a restart scores it again. Any other failure is raised."""
+    try:
+        while query.isActive and not shutdown.requested():
+            with contextlib.suppress(StreamingQueryException):  # raised again below if no stop
+                query.awaitTermination(1)
+        shutdown.check()
+        if query.exception() is not None:
+            raise query.exception()
+    finally:
+        query.stop()
 
 
 @contextlib.contextmanager

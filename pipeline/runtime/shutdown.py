@@ -4,8 +4,9 @@ SIGTERM is what schedulers, systemd and ``kill`` send first. Python's default is
 the spot, leaving a half-written temporary output for the next run to tidy; raising from the
 handler instead would interrupt a Py4J call half-way through its reply and garble every call
 after it (the cleanup's included). So the handler only records the request and cancels the
-running Spark jobs, as pyspark's own Ctrl-C handler does: the blocked call then fails in the
-normal way, and ``check`` raises at the next step boundary for steps that run no Spark job.
+running Spark jobs from another thread (Py4J gives each thread its own connection; pyspark's
+Ctrl-C handler, which cancels on the interrupted thread's, can garble it): the blocked call
+then fails in the normal way, and ``check`` raises at the next step boundary for steps that run no Spark job.
 A process with no Spark session (ingest) stops at once. What a job holds for its whole run
 (an output's lease) is let go by ``at_end`` however the job ends.
 """
@@ -14,10 +15,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import functools
 import signal
+import threading
 from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _requested: list[str] = []
 _at_end: list[Callable[[], None]] = []
@@ -37,7 +44,9 @@ def _on_signal(signum: int, _frame) -> None:
     if sc is None:  # no Py4J call to garble (ingest): stop here
         raise Stopped(name)
     log.warning("%s received: cancelling the running Spark jobs", name)
-    sc.cancelAllJobs()
+    # From a thread of its own: this handler runs in the main thread, perhaps half-way
+    # through a Py4J call whose reply is still to come on the thread's one connection.
+    threading.Thread(target=sc.cancelAllJobs, name="cancel-on-signal", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -79,3 +88,17 @@ def check() -> None:
     """Raise Stopped if a stop was requested."""
     if _requested:
         raise Stopped(_requested[0])
+
+
+def jvm_callback(func: Callable[P, T]) -> Callable[P, T]:
+    """Wrap a function the JVM calls back (a ``foreachBatch`` writer): a ``Stopped`` raised in
+    it leaves as an ordinary error. Py4J's callback thread answers the JVM only for an
+    ``Exception``; a BaseException kills that thread without a reply, and the stream's stop
+    then waits on it for ever. The main thread still raises ``Stopped`` (``check``)."""
+    @functools.wraps(func)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return func(*args, **kwargs)
+        except Stopped as stop:
+            raise RuntimeError(f"{func.__name__} stopped by {stop}") from None
+    return call
