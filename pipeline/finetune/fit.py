@@ -81,11 +81,6 @@ def _callbacks(stats: EpochStats, checkpoint: keras.callbacks.ModelCheckpoint,
                                           start_from_epoch=config.EARLY_STOP_START_EPOCH)]
 
 
-def _compile(model: keras.Model, plan: TrainPlan, learning_rate: float, steps: int,
-             epochs: int) -> None:
-    compile_model(model, learning_rate, plan.schedule, plan.label_smoothing, steps, epochs)
-
-
 def lean_copy(model: keras.Model) -> keras.Model:
     """The same network and weights, uncompiled, so saving it leaves out Adam's two moments per
     weight: a third of the bytes (InceptionV3 89 MB instead of 266 MB), all that inference or
@@ -111,7 +106,8 @@ def _fit(model: keras.Model, plan: TrainPlan, train: PixelBatches, val: PixelBat
         if plan.unfreeze_epochs:
             model.load_weights(best)  # fine-tune from the best frozen epoch, not the last
             unfreeze_base(model)
-            _compile(model, plan, plan.unfreeze_learning_rate, len(train), plan.unfreeze_epochs)
+            compile_model(model, plan.unfreeze_learning_rate, plan.schedule, plan.label_smoothing,
+                          len(train), plan.unfreeze_epochs)
             stats.phase = "unfrozen base"
             done = len(stats.epochs)
             model.fit(train, initial_epoch=done, epochs=done + plan.unfreeze_epochs,
@@ -145,7 +141,8 @@ def fit_and_score(plan: TrainPlan, films: str, local_weights: str | None,
     with precision.dtype_policy(chosen):  # float16: compile adds loss scaling
         model = build_model(plan.arch, plan.image_size, plan.weights, plan.seed, local_weights,
                             plan.augment)
-    _compile(model, plan, plan.learning_rate, len(train), plan.epochs)
+    compile_model(model, plan.learning_rate, plan.schedule, plan.label_smoothing, len(train),
+                  plan.epochs)
     stats = EpochStats(train.size, plan.epochs + plan.unfreeze_epochs)
     best_epoch = _fit(model, plan, train, val, weights, stats)
     scores = {}

@@ -112,16 +112,6 @@ def counted(frame: DataFrame, name: str, **exprs: Column) -> tuple[DataFrame, Ca
     return observed, lambda: {k: int(v or 0) for k, v in seen.get.items()}
 
 
-def _film_counts(table: DataFrame) -> tuple[DataFrame, Callable[[], dict[str, int]]]:
-    return counted(table, "films", films=F.count("*"), scored=F.count("score"),
-                   flagged=F.sum(F.col("flagged").cast("int")), skipped=F.count("skip_reason"))
-
-
-def _study_counts(studies: DataFrame) -> tuple[DataFrame, Callable[[], dict[str, int]]]:
-    return counted(studies, "studies", studies=F.count("*"),
-                   studies_flagged=F.sum(F.col("flagged").cast("int")))
-
-
 def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies: DataFrame,
                      limit: int) -> list[WorklistStudy]:
     """The ``limit`` studies the worklist shows (flagged first, by score), with their films
@@ -183,8 +173,11 @@ def write_views(spark: SparkSession, folder: str, data: str, model: ScreeningMod
     ``in_parallel``."""
     base = folder.rstrip("/")
     table = read_table(spark, base)
-    twin, film_counts = _film_counts(table)
-    per_study, study_counts = _study_counts(study_rows(table))
+    twin, film_counts = counted(table, "films", films=F.count("*"), scored=F.count("score"),
+                                flagged=F.sum(F.col("flagged").cast("int")),
+                                skipped=F.count("skip_reason"))
+    per_study, study_counts = counted(study_rows(table), "studies", studies=F.count("*"),
+                                      studies_flagged=F.sum(F.col("flagged").cast("int")))
 
     def study_views() -> list[WorklistStudy]:
         per_study.write.mode("overwrite").parquet(f"{base}/{STUDIES}.parquet")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipeline.report.document import MetricsDocument
+from pipeline.report.document import METRICS_FILE, MetricsDocument
 from pipeline.report.page import embed_png, plot_roc
 from pipeline.fs.storage import HadoopFS, atomic_output
 
@@ -32,9 +32,21 @@ NOTES = ("Metrics at each run's own threshold, chosen on its patient-grouped val
          "training images per second, featurizer+lr runs the films scored per second end to end.")
 
 
+def metrics_path(uri: str) -> str:
+    """Where a run's metrics document is: ``uri`` itself if it names a .json, else its
+    metrics.json."""
+    return uri if uri.endswith(".json") else f"{uri.rstrip('/')}/{METRICS_FILE}"
+
+
+def has_metrics(spark: SparkSession, uri: str) -> bool:
+    """Whether ``uri`` is a run with a metrics document (not, say, a saved model)."""
+    path = metrics_path(uri)
+    return HadoopFS(spark, path).exists(path)
+
+
 def load_run(spark: SparkSession, uri: str) -> MetricsDocument:
     """The metrics document of a run folder (or of a metrics.json URI), checked."""
-    path = uri if uri.endswith(".json") else f"{uri.rstrip('/')}/metrics.json"
+    path = metrics_path(uri)
     fs = HadoopFS(spark, path)
     if not fs.exists(path):
         raise ValueError(f"{uri} has no metrics.json")

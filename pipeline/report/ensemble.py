@@ -30,7 +30,7 @@ from pipeline.featurizer.model_store import load_model
 from pipeline.featurizer.summary import TrainConfig
 from pipeline.fs.storage import HadoopFS, atomic_output
 from pipeline.report.calibration import fit_platt
-from pipeline.report.compare import load_run, run_name
+from pipeline.report.compare import has_metrics, load_run, run_name
 from pipeline.report.crossval import ensemble_folds, recipe_table
 from pipeline.report.document import MetricsDocument, ScoredPart
 from pipeline.report.metrics import headline, threshold_for_sensitivity
@@ -160,8 +160,7 @@ def cv_member(spark: SparkSession, uri: str) -> tuple[str, dict]:
     """(recipe name, cross-validation) of a run trained with ``--cv``: a folder with a
     ``metrics.json`` (a fine-tuning run, or an evaluation of a model) or a featurizer + LR
     model (its training summary)."""
-    metrics = uri if uri.endswith(".json") else f"{uri.rstrip('/')}/metrics.json"
-    if uri.endswith(".json") or HadoopFS(spark, metrics).exists(metrics):
+    if has_metrics(spark, uri):
         training = load_run(spark, uri).training
         cfg = training.get("config", {})
         name = finetune_recipe_name(cfg) if "arch" in cfg else run_name(uri)
