@@ -97,11 +97,11 @@ clean:
 	rm -rf out demo-data .pytest_cache
 
 # `make best DATA=PATH OUT=DIR`: the recipe the cross-validation on train chose (README,
-# "Choosing the recipe"), end to end on a local tree with `local[2]` Spark: train on PATH/train
-# (the validation part carved from it, the 5-fold cross-validation in its summary), then grade
-# PATH/test into OUT/report (metrics.json, report.html). Model in OUT/model, features in
-# OUT/features. Arguments are checked before anything runs: one `***` line if they are wrong.
-BEST_FLAGS := --weights none --cv 5
+# "Choosing the recipe": G), end to end on a local tree with `local[2]` Spark: fine-tune the
+# CNN on PATH/train (the validation part carved from it chooses the epoch and the threshold),
+# then grade PATH/test, all in one job, into OUT (metrics.json, report.html, model.keras).
+# Arguments are checked before anything runs: one `***` line if they are wrong.
+BEST_FLAGS := --arch cnn --epochs 15 --augment scanner --schedule cosine --label-smoothing 0.1
 BEST_DATA = $(patsubst file://%,%,$(DATA))
 ifeq (best,$(filter best,$(MAKECMDGOALS)))
   ifeq ($(strip $(DATA)),)
@@ -121,12 +121,9 @@ ifeq (best,$(filter best,$(MAKECMDGOALS)))
   endif
 endif
 best: venv
-	@mkdir -p $(OUT); start=$$(date +%s); \
-	$(SUBMIT) jobs/train.py --data $(BEST_DATA) --model-out $(OUT)/model \
-		--features-cache $(OUT)/features $(BEST_FLAGS) && \
-	$(SUBMIT) jobs/evaluate.py --data $(BEST_DATA) --model $(OUT)/model --out $(OUT)/report \
-		--split test && \
-	echo "make best: $$(( $$(date +%s) - start )) s; report: $(abspath $(OUT))/report/report.html"
+	@start=$$(date +%s); \
+	$(SUBMIT) jobs/finetune.py --data $(BEST_DATA) --out $(OUT) $(BEST_FLAGS) --split test && \
+	echo "make best: $$(( $$(date +%s) - start )) s; report: $(abspath $(OUT))/report.html"
 
 # --- cluster: Hadoop/YARN + Spark History Server (pipeline/cluster, docs/cluster.md) -------
 # Native Java processes on loopback; XRAY_CLUSTER=docker for Docker Compose (docker/), after

@@ -1,5 +1,5 @@
 """Comparing recipes on train only: fold figures, the fold-by-fold ensemble, the recipe table,
-train's --reg-grid and `make best`'s argument checks."""
+train's --reg-grid and `make best`'s arguments."""
 from __future__ import annotations
 
 import os
@@ -139,11 +139,14 @@ def test_make_best_refuses_bad_arguments_in_one_line(tmp_path, args, reason):
     assert len(done.stderr.strip().splitlines()) == 1 and reason in done.stderr
 
 
-def test_make_best_runs_train_then_evaluate_on_the_test_split(tmp_path):
+def test_make_best_fine_tunes_the_chosen_recipe_and_grades_the_test_split(tmp_path):
+    """`make best` is recipe G (README, "Choosing the recipe"), graded on the tree's test split."""
     for split in ("train", "test"):
         (tmp_path / f"tree/{split}/NORMAL").mkdir(parents=True)
     done = _make_best(f"DATA=file://{tmp_path}/tree", f"OUT={tmp_path}/out")
     assert done.returncode == 0, done.stderr
-    train, evaluate = done.stdout.index("jobs/train.py"), done.stdout.index("jobs/evaluate.py")
-    assert train < evaluate and "--split test" in done.stdout[evaluate:]
-    assert f"--data {tmp_path}/tree " in done.stdout and "--cv 5" in done.stdout
+    command = done.stdout[done.stdout.index("jobs/finetune.py"):]
+    assert f"--data {tmp_path}/tree " in command and f"--out {tmp_path}/out " in command
+    for option in ("--arch cnn", "--augment scanner", "--schedule cosine",
+                   "--label-smoothing 0.1", "--split test"):
+        assert option in command, option
