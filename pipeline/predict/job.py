@@ -28,7 +28,6 @@ from pipeline.predict.outputs import PREDICTIONS, RunSummary, counted, read_tabl
 from pipeline.predict.scoring import (HEATMAP_CHOICES, HEATMAP_DIR, PICTURES_DIR, RESULT, ScoringTask,
                                       scoring_column)
 from pipeline.report.document import spark_run
-from pipeline.runtime import shutdown
 from pipeline.runtime.session import await_stream, step
 
 log = logging.getLogger(__name__)
@@ -143,7 +142,6 @@ def _watch(spark: SparkSession, cfg: PredictConfig, model: ScreeningModel,
               .option("maxFilesPerTrigger", cfg.max_files_per_batch)
               .load(cfg.input))
 
-    @shutdown.jvm_callback
     def write_batch(films: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         with step(spark, f"score batch {batch_id}"):

@@ -6,8 +6,10 @@ handler instead would interrupt a Py4J call half-way through its reply and garbl
 after it (the cleanup's included). So the handler only records the request and cancels the
 running Spark jobs from another thread (Py4J gives each thread its own connection; pyspark's
 Ctrl-C handler, which cancels on the interrupted thread's, can garble it): the blocked call
-then fails in the normal way, and ``check`` raises at the next step boundary for steps that run no Spark job.
-A process with no Spark session (ingest) stops at once. What a job holds for its whole run
+then fails in the normal way, and ``check`` raises at the next step boundary for steps that
+run no Spark job. Only the main thread raises: other threads (a stream's ``foreachBatch``
+writer, which Py4J runs on its callback thread) finish or fail as they would, and leave the
+stop to the main thread. A process with no Spark session (ingest) stops at once. What a job holds for its whole run
 (an output's lease) is let go by ``at_end`` however the job ends.
 """
 from __future__ import annotations
@@ -15,16 +17,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 _requested: list[str] = []
 _at_end: list[Callable[[], None]] = []
@@ -85,20 +82,9 @@ def requested() -> str | None:
 
 
 def check() -> None:
-    """Raise Stopped if a stop was requested."""
-    if _requested:
+    """Raise Stopped if a stop was requested and this is the main thread. Elsewhere it would
+    do harm: Py4J's callback thread answers the JVM only for an ``Exception``, so a
+    BaseException there kills it unanswered, and a stream's stop then waits on it for ever."""
+    if _requested and threading.current_thread() is threading.main_thread():
         raise Stopped(_requested[0])
 
-
-def jvm_callback(func: Callable[P, T]) -> Callable[P, T]:
-    """Wrap a function the JVM calls back (a ``foreachBatch`` writer): a ``Stopped`` raised in
-    it leaves as an ordinary error. Py4J's callback thread answers the JVM only for an
-    ``Exception``; a BaseException kills that thread without a reply, and the stream's stop
-    then waits on it for ever. The main thread still raises ``Stopped`` (``check``)."""
-    @functools.wraps(func)
-    def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return func(*args, **kwargs)
-        except Stopped as stop:
-            raise RuntimeError(f"{func.__name__} stopped by {stop}") from None
-    return call
