@@ -38,9 +38,10 @@ browser:
 			--no-install-recommends chromium fonts-dejavu-core; }
 
 # kerberos: tests/cluster/test_secure.py runs a private secure cluster. The Docker Compose
-# tests (marker `compose`, about 45 min on a busy 2-core machine plus the engine's setup) and
-# native mode's run of the shipped environment (marker `ship`, about 11 min) run with
-# `make test-compose`, or here with COMPOSE=1 (docs/cluster.md#docker-compose-mode).
+# tests (marker `compose`, about 23 min on a quiet 2-core machine, 45 on a busy one, plus the
+# engine's setup) and native mode's run of the shipped environment (marker `ship`, about 11
+# min) run with `make test-compose` (.ci/run runs it after this, within its time budget), or
+# here with COMPOSE=1 (docs/cluster.md#docker-compose-mode).
 #
 # Two pytest processes at once: one alone took 59 min on our 2-core machines, with a core idle
 # about a third of the time while the cluster tests ran. The tests that start clusters and

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from tests.budget import require
+
 # The native cluster (HDFS + YARN + History Server) for every test marked `cluster`: started
 # on first use by the same code as `make cluster-up`, reused when already running.
 from tests.cluster_fixtures import JVM_OPTS, cli, cluster, make_isolated_env, spark_env
@@ -29,6 +31,15 @@ os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 2g pyspark-shell")
 # session's too; YARN executors get them from tests.cluster_fixtures.YARN_JVM_CONF. Jobs run
 # by users keep Java's defaults: C2 compiles the JVM's vectorised BLAS that fits the classifier.
 os.environ.setdefault("SPARK_SUBMIT_OPTS", JVM_OPTS)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``budget(seconds)`` runs only if it can end before CI's deadline; this
+    runs before its fixtures start anything."""
+    marker = item.get_closest_marker("budget")
+    if marker:
+        require(marker.args[0], item.nodeid)
 
 
 @pytest.fixture(scope="session")

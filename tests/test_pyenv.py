@@ -117,6 +117,7 @@ def test_the_native_cluster_ships_nothing_unless_asked(tmp_path, monkeypatch):
 @pytest.mark.cluster
 @pytest.mark.slow
 @pytest.mark.ship  # about 11 min on a busy machine: with the compose tests, not in `make test`
+@pytest.mark.budget(900)
 def test_native_executors_run_the_shipped_environment(spark_env):
     """The Docker cluster's path on the native cluster, asked for explicitly: the executors'
     interpreter is the archive's (linked to this machine's Python), TensorFlow comes from

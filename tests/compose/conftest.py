@@ -19,11 +19,15 @@ import pytest
 
 from pipeline import config
 from pipeline.cluster import docker
+from tests.budget import require
 from tests.cluster_fixtures import isolated_env
 
 REPO = config.REPO_ROOT
 ENGINE_LOG = REPO / "out" / "ci" / "engine.log"
 UP_LOG = REPO / "out" / "ci" / "compose-up.log"
+#: The most `cluster up` (images built, environment packed) and `cluster down` took on a busy
+#: 2-core machine (docs/cluster.md): the cluster starts only with time for both and a test.
+UP_S, DOWN_S = 420, 180
 
 
 def engine_missing() -> str | None:
@@ -103,6 +107,7 @@ def compose_cluster(tmp_path_factory) -> Iterator[Compose]:
     if reason:
         print(f"\ncompose tests skipped: {reason}", file=sys.stderr)
         pytest.skip(reason)
+    require(UP_S + 60 + DOWN_S, "the compose cluster's start, a test and its stop")
     env = isolated_env(tmp_path_factory.mktemp("compose") / "state")
     env.update(XRAY_CLUSTER="docker", XRAY_COMPOSE_PROJECT=f"xray-test-{uuid.uuid4().hex[:6]}",
                XRAY_DOCKER_SUBNET=os.environ.get("XRAY_TEST_DOCKER_SUBNET", "172.29.78.0/24"),

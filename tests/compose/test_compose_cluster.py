@@ -25,6 +25,8 @@ from hdfs import InsecureClient
 from pipeline import config
 from pipeline.cluster import docker
 from pipeline.cluster.health import get_json
+from tests.budget import require
+from tests.compose.conftest import DOWN_S
 from tests.reliability.runner import same_numbers, start
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow]
@@ -32,6 +34,13 @@ pytestmark = [pytest.mark.compose, pytest.mark.slow]
 REPO = config.REPO_ROOT
 BASE = f"/xray-compose-{uuid.uuid4().hex[:6]}"
 PROBE = Path(__file__).with_name("python_probe.py")
+#: The most each step took on a busy 2-core machine (docs/cluster.md, about twice a quiet
+#: one's); each test's budget keeps time for `cluster down` after it.
+DEMO_S, KILL_S = 840, 540
+
+
+def budget(seconds: float) -> pytest.MarkDecorator:
+    return pytest.mark.budget(seconds + DOWN_S)
 
 
 def _spark_submit(cluster, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
@@ -77,6 +86,7 @@ def _fsck(cluster) -> str:
     return done.stdout + done.stderr
 
 
+@budget(30)
 def test_images_carry_no_python_libraries(compose_cluster):
     """The NodeManagers' image has Debian's Python 3.11 and none of the jobs' libraries."""
     for module in ("tensorflow", "keras", "pyspark", "numpy"):
@@ -87,6 +97,7 @@ def test_images_carry_no_python_libraries(compose_cluster):
     assert done.stdout.startswith("Python 3.11"), done
 
 
+@budget(420)
 def test_executors_import_tensorflow_from_the_shipped_archive(compose_cluster):
     done = _spark_submit(compose_cluster, str(PROBE))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -110,7 +121,9 @@ def test_executors_import_tensorflow_from_the_shipped_archive(compose_cluster):
 
 @pytest.fixture(scope="module")
 def demo(compose_cluster, tmp_path_factory) -> dict:
-    """`make demo` on the compose cluster (the venv this test runs in, never reinstalled)."""
+    """`make demo` on the compose cluster (the venv this test runs in, never reinstalled),
+    with time left for one test that uses it."""
+    require(DEMO_S + KILL_S + DOWN_S, "make demo on the compose cluster")
     venv = Path(sys.executable).parent.parent
     out = tmp_path_factory.mktemp("demo")
     started = time.monotonic()
@@ -122,6 +135,7 @@ def demo(compose_cluster, tmp_path_factory) -> dict:
             "summary": _summary(compose_cluster, f"{BASE}/model"), "out": out}
 
 
+@budget(DEMO_S)
 def test_demo_end_to_end_with_its_jobs_in_the_history_server(compose_cluster, demo,
                                                              record_property):
     record_property("make_demo_s", round(demo["seconds"]))
@@ -155,6 +169,7 @@ def _train(cluster, model: str):
 
 
 @pytest.mark.fault
+@budget(KILL_S)
 def test_datanode_killed_mid_featurize(compose_cluster, demo, record_property):
     job = _train(compose_cluster, f"{BASE}/model-dn-killed")
     job.wait_for("step 'featurize train' started", timeout=900)
@@ -189,6 +204,7 @@ def _app_containers(cluster, app_id: str) -> tuple[str, list[str]]:
 
 
 @pytest.mark.fault
+@budget(KILL_S)
 def test_nodemanager_killed_mid_job(compose_cluster, demo, record_property):
     job = _train(compose_cluster, f"{BASE}/model-nm-killed")
     job.wait_for("step 'featurize train' started", timeout=900)
@@ -208,6 +224,7 @@ def test_nodemanager_killed_mid_job(compose_cluster, demo, record_property):
     compose_cluster.docker("start", victims[0])
 
 
+@pytest.mark.budget(DOWN_S)
 def test_down_leaves_nothing(compose_cluster):
     assert compose_cluster.leftovers()  # the cluster is there to remove
     done = compose_cluster.cli("down")
