@@ -20,9 +20,9 @@ def test_without_a_deadline_every_test_runs(monkeypatch):
 
 
 def test_a_test_that_cannot_end_by_the_deadline_is_skipped_with_both_times(monkeypatch):
-    monkeypatch.setenv(DEADLINE, str(int(time.time()) + 300))
+    monkeypatch.setenv(DEADLINE, str(time.time() + 300))
     require(200, "a short test")
-    with pytest.raises(pytest.skip.Exception, match=r"a long test needs up to 600 s, 29\d s"):
+    with pytest.raises(pytest.skip.Exception, match=r"a long test needs up to 600 s, (29\d|300) s"):
         require(600, "a long test")
 
 
