@@ -16,6 +16,7 @@ from tests.cluster_fixtures import process_gone
 STUBBORN = native.Daemon("stubborn", "xray.test.IgnoresSigterm", ())
 IGNORE_TERM = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                "print('ready', flush=True); time.sleep(120)")
+OBEY_TERM = "import time; print('ready', flush=True); time.sleep(120)"
 
 
 @pytest.fixture
@@ -87,9 +88,12 @@ def test_a_daemon_that_outlives_sigkill_keeps_its_pid_file(stubborn, monkeypatch
 def test_sigterm_is_enough_for_a_process_that_obeys_it(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(config, "STATE_DIR", tmp_path)
     native.run_dir().mkdir(parents=True)
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
-                                STUBBORN.main_class], start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-c", OBEY_TERM, STUBBORN.main_class],
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
+        # Popen can return before the kernel has set the new command line that the pid check
+        # reads (seen in CI under load): the process says it runs first, as the fixture's does.
+        assert process.stdout.readline() == "ready\n"
         native._pid_file(STUBBORN).write_text(f"{process.pid}\n")
         caplog.set_level(logging.INFO, logger=native.__name__)
         assert native.stop(STUBBORN, timeout=5.0)
