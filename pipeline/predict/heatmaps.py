@@ -71,12 +71,11 @@ def _score_and_gradients(head: "keras.Model", maps: np.ndarray) -> tuple[np.ndar
         (_, out), grads = jax.value_and_grad(total, has_aux=True)(maps)
         return np.asarray(out), np.asarray(grads)
     if backend == "torch":
-        import torch
-
-        x = torch.tensor(maps, requires_grad=True, device=keras.src.backend.get_device())
+        x = keras.ops.convert_to_tensor(maps).requires_grad_(True)  # on Keras' device
         out = head(x, training=False).float()
         out.sum().backward()
-        return out.detach().cpu().numpy(), x.grad.cpu().numpy()
+        # float(): numpy has no bfloat16 for torch to hand over (mixed-precision maps)
+        return out.detach().cpu().numpy(), x.grad.float().cpu().numpy()
     raise ValueError(f"Grad-CAM does not support the {backend} backend")
 
 
@@ -84,7 +83,10 @@ def grad_cam(body: "keras.Model", head: "keras.Model",
              films: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(scores ``[n]``, maps ``[n, h, w]``, each >= 0) for raw RGB ``films``: the maps
     weighted by the spatial mean of the score's gradient, summed over channels, ReLU."""
-    maps = np.asarray(body([films], training=False))
+    import keras
+
+    # convert_to_numpy, not np.asarray: a torch tensor that carries gradients refuses the latter
+    maps = keras.ops.convert_to_numpy(body([films], training=False))
     scores, grads = _score_and_gradients(head, maps)
     maps, grads = maps.astype(np.float32), grads.astype(np.float32)
     weights = grads.mean(axis=(1, 2), keepdims=True)
