@@ -74,8 +74,8 @@ def _score_and_gradients(head: "keras.Model", maps: np.ndarray) -> tuple[np.ndar
         x = keras.ops.convert_to_tensor(maps).requires_grad_(True)  # on Keras' device
         out = head(x, training=False).float()
         out.sum().backward()
-        # float(): numpy has no bfloat16 for torch to hand over (mixed-precision maps)
-        return out.detach().cpu().numpy(), x.grad.float().cpu().numpy()
+        # Keras' own conversion detaches, moves to the CPU and hands bfloat16 over
+        return keras.ops.convert_to_numpy(out), keras.ops.convert_to_numpy(x.grad)
     raise ValueError(f"Grad-CAM does not support the {backend} backend")
 
 

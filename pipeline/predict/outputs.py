@@ -112,29 +112,29 @@ def counted(frame: DataFrame, name: str, **exprs: Column) -> tuple[DataFrame, Ca
     return observed, lambda: {k: int(v or 0) for k, v in seen.get.items()}
 
 
-def worklist_studies(spark: SparkSession, folder: str, table: DataFrame,
+def worklist_studies(spark: SparkSession, folder: str, table: DataFrame, studies: DataFrame,
                      limit: int) -> list[WorklistStudy]:
     """The ``limit`` studies the worklist shows (flagged first, by score), with their films
     and, for the first ``limit`` films in page order, their pictures. The top studies and
     their films come back in one query: the ranked studies (``limit`` rows, broadcast) joined
     to the table's films. Keys never travel as literals: a literal list (``isin``) would
     print the study UIDs in the query plan, which Spark writes to the event log and its UI."""
-    top = study_rows(table).orderBy(F.desc("flagged"), F.desc("score"), "study").limit(limit)
+    top = studies.orderBy(F.desc("flagged"), F.desc("score"), "study").limit(limit)
     films = (table.filter(F.col("score").isNotNull()).withColumn("study", _study())
              .select("study", "uri", F.col("score").alias("film_score"),
                      F.col("flagged").alias("film_flagged")))
     rows = F.broadcast(top).join(films, "study").collect()
     if not rows:
         return []
-    studies: dict[str, WorklistStudy] = {}
+    by_key: dict[str, WorklistStudy] = {}
     for row in rows:
-        study = studies.setdefault(row["study"], WorklistStudy(
+        study = by_key.setdefault(row["study"], WorklistStudy(
             key=row["study"], patient_id=row["patient_id"],
             accession_number=row["accession_number"], study_uid=row["study_instance_uid"],
             score=row["score"], flagged=row["flagged"]))
         study.films.append(WorklistFilm(uri=row["uri"], score=row["film_score"],
                                         flagged=row["film_flagged"]))
-    page = order_studies(studies.values())
+    page = order_studies(by_key.values())
     shown = [f.uri for s in page for f in s.films][:limit]
     pictures = _pictures(spark, folder, shown)
     return [replace(s, films=[replace(f, **pictures.get(f.uri, {})) for f in s.films])
@@ -168,9 +168,9 @@ def write_views(spark: SparkSession, folder: str, data: str, model: ScreeningMod
                 summary: RunSummary, max_images: int = config.WORKLIST_MAX_IMAGES) -> RunSummary:
     """Write the CSV twin, the study tables, the worklist and the summary from the
     ``predictions.parquet`` in ``folder`` (films from ``data``); returns the summary with its
-    counts, observed while the tables are written. The CSV twin, the study tables and the
-    worklist's rows are made at the same time (``in_parallel``): none waits for another's
-    output."""
+    counts, observed while the tables are written. The CSV twin and the study tables
+    (then the studies' CSV and the worklist's rows, both from the written study table: the
+    studies are aggregated once) are written at the same time: ``in_parallel``."""
     base = folder.rstrip("/")
     table = read_table(spark, base)
     twin, film_counts = counted(table, "films", films=F.count("*"), scored=F.count("score"),
@@ -179,14 +179,16 @@ def write_views(spark: SparkSession, folder: str, data: str, model: ScreeningMod
     per_study, study_counts = counted(study_rows(table), "studies", studies=F.count("*"),
                                       studies_flagged=F.sum(F.col("flagged").cast("int")))
 
-    def study_tables() -> None:
+    def study_views() -> list[WorklistStudy]:
         per_study.write.mode("overwrite").parquet(f"{base}/{STUDIES}.parquet")
         studies = spark.read.schema(per_study.schema).parquet(f"{base}/{STUDIES}.parquet")
-        write_csv(spark, studies, f"{base}/{STUDIES}.csv", F.desc("flagged"), F.desc("score"))
+        return in_parallel(
+            lambda: worklist_studies(spark, folder, table, studies, max_images),
+            lambda: write_csv(spark, studies, f"{base}/{STUDIES}.csv", F.desc("flagged"),
+                              F.desc("score")))[0]
 
-    _, _, shown = in_parallel(
-        lambda: write_csv(spark, twin, f"{base}/{PREDICTIONS}.csv", F.col("uri")),
-        study_tables, lambda: worklist_studies(spark, folder, table, max_images))
+    _, shown = in_parallel(lambda: write_csv(spark, twin, f"{base}/{PREDICTIONS}.csv", F.col("uri")),
+                           study_views)
     summary.counts = {**film_counts(), **study_counts()}
     skipped = skipped_files(table) if summary.counts["skipped"] else []
     summary.skipped = [{"path": s.path, "reason": s.reason} for s in skipped]
