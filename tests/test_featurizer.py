@@ -118,3 +118,23 @@ def test_a_worker_model_is_traced_once_for_every_batch_size():
     assert runner.model.predict_function.experimental_get_tracing_count() == traced
     one_by_one = np.concatenate([runner.features([f]) for f in films])
     assert _cosine(batched, one_by_one).min() >= 0.9999
+
+
+def test_a_worker_model_is_frozen_out_of_the_per_task_collection(spark):
+    """pyspark's daemon collects garbage after every task of a reused worker: the model,
+    TensorFlow and Keras, built once, must not be scanned again by each of those collections."""
+    from pipeline.featurizer.transformer import WorkerConfig
+
+    cfg = WorkerConfig("VGG16", "none", "avg", 2, SEED)
+
+    def probe(_):
+        import gc
+
+        from pipeline.featurizer.transformer import runner_for
+
+        runner_for(cfg)
+        gc.collect()
+        yield gc.get_freeze_count(), len(gc.get_objects())
+
+    frozen, scanned = spark.sparkContext.parallelize([0], 1).mapPartitions(probe).collect()[0]
+    assert frozen > 100_000 and scanned < frozen / 10, (frozen, scanned)

@@ -7,6 +7,7 @@ PipelineModel.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import tempfile
@@ -330,12 +331,31 @@ _RUNNERS_LOCK = threading.Lock()
 
 
 def runner_for(cfg: WorkerConfig) -> _Runner:
-    """This worker's model for ``cfg``, built once (``task_threads`` first)."""
+    """This worker's model for ``cfg``, built once (``task_threads`` first, then
+    ``freeze_worker_objects``)."""
     with _RUNNERS_LOCK:
         if cfg not in _RUNNERS:
             task_threads()
             _RUNNERS[cfg] = _Runner(cfg)
+            freeze_worker_objects()
         return _RUNNERS[cfg]
+
+
+def freeze_worker_objects() -> None:
+    """Keep what a worker just built for its lifetime out of every later garbage collection.
+
+    A reused Python worker runs a full ``gc.collect()`` after every task (pyspark's daemon).
+    TensorFlow, Keras and a network are objects that live as long as the worker (about half a
+    million with InceptionV3), and scanning them cost about 0.27 CPU-s a task: 9 ms a film in
+    tasks of 32 films, 15% of a bfloat16 InceptionV3 worker's CPU (measured). What survives
+    one collection now is frozen out of the cyclic collector (``gc.freeze``), so each task's
+    collection scans only what that task made.
+    """
+    started = time.monotonic()
+    gc.collect()
+    gc.freeze()
+    log.info("froze %d long-lived objects out of the per-task garbage collection in %.2fs",
+             gc.get_freeze_count(), time.monotonic() - started)
 
 
 def task_threads() -> None:

@@ -34,7 +34,7 @@ from pipeline.data.images import decode_bytes, decode_display
 from pipeline.data.preprocess import model_input
 from pipeline.data.rules import ImageError, dicom_reason
 from pipeline.featurizer.models import load_model_file
-from pipeline.featurizer.transformer import _local, runner_for, task_threads
+from pipeline.featurizer.transformer import _local, freeze_worker_objects, runner_for, task_threads
 from pipeline.fs.task_files import FileTarget, upload
 from pipeline.predict.heatmaps import class_activation_maps, grad_cam, split_at_maps
 from pipeline.predict.models import FEATURIZER, WorkerModel
@@ -108,6 +108,7 @@ class _Scorer:
             network = load_model_file(_local(model.model_file))
             self.size = int(network.input_shape[1])
             self.body, self.head = split_at_maps(network)
+            freeze_worker_objects()
 
     def score(self, films: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray | None]]:
         if self.model.kind != FEATURIZER:
