@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Hashable, Iterator, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,7 @@ from pipeline.runtime import precision as precision_
 from pipeline.fs.storage import HadoopFS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 POOLINGS = ("avg", "max", "none")
 
@@ -326,19 +327,24 @@ def stage_model_file(spark: SparkSession, uri: str) -> str:
     return _STAGED[key]
 
 
-_RUNNERS: dict[WorkerConfig, _Runner] = {}
-_RUNNERS_LOCK = threading.Lock()
+_WORKER_OBJECTS: dict[Hashable, object] = {}
+_WORKER_LOCK = threading.RLock()  # a scorer's build asks for its runner
+
+
+def worker_object(key: Hashable, build: Callable[[], T]) -> T:
+    """What this Python worker keeps for ``key`` (a model and what serves it), built once:
+    ``task_threads`` before the build, ``freeze_worker_objects`` after it."""
+    with _WORKER_LOCK:
+        if key not in _WORKER_OBJECTS:
+            task_threads()
+            _WORKER_OBJECTS[key] = build()
+            freeze_worker_objects()
+        return _WORKER_OBJECTS[key]  # type: ignore[return-value]
 
 
 def runner_for(cfg: WorkerConfig) -> _Runner:
-    """This worker's model for ``cfg``, built once (``task_threads`` first, then
-    ``freeze_worker_objects``)."""
-    with _RUNNERS_LOCK:
-        if cfg not in _RUNNERS:
-            task_threads()
-            _RUNNERS[cfg] = _Runner(cfg)
-            freeze_worker_objects()
-        return _RUNNERS[cfg]
+    """This worker's model for ``cfg``."""
+    return worker_object(cfg, lambda: _Runner(cfg))
 
 
 def freeze_worker_objects() -> None:

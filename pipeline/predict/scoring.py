@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-import threading
 import uuid
 from dataclasses import asdict, dataclass, fields
 from typing import Iterator
@@ -34,7 +33,7 @@ from pipeline.data.images import decode_bytes, decode_display
 from pipeline.data.preprocess import model_input
 from pipeline.data.rules import ImageError, dicom_reason
 from pipeline.featurizer.models import load_model_file
-from pipeline.featurizer.transformer import _local, freeze_worker_objects, runner_for, task_threads
+from pipeline.featurizer.transformer import _local, runner_for, worker_object
 from pipeline.fs.task_files import FileTarget, upload
 from pipeline.predict.heatmaps import class_activation_maps, grad_cam, split_at_maps
 from pipeline.predict.models import FEATURIZER, WorkerModel
@@ -104,11 +103,9 @@ class _Scorer:
             self.coef = np.asarray(model.coef)
             self.spatial = cfg.pooling == "avg" and not cfg.model_file
         else:
-            task_threads()
             network = load_model_file(_local(model.model_file))
             self.size = int(network.input_shape[1])
             self.body, self.head = split_at_maps(network)
-            freeze_worker_objects()
 
     def score(self, films: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray | None]]:
         if self.model.kind != FEATURIZER:
@@ -120,17 +117,6 @@ class _Scorer:
         logits, cams = class_activation_maps(self.runner.outputs(films), self.coef,
                                              self.model.intercept)
         return 1 / (1 + np.exp(-logits)), list(cams)
-
-
-_SCORERS: dict[WorkerModel, _Scorer] = {}
-_LOCK = threading.Lock()
-
-
-def _scorer(model: WorkerModel) -> _Scorer:
-    with _LOCK:
-        if model not in _SCORERS:
-            _SCORERS[model] = _Scorer(model)
-        return _SCORERS[model]
 
 
 def heatmap_name(uri: str) -> str:
@@ -168,7 +154,7 @@ def _write_pictures(task: ScoringTask, pictures: list[dict]) -> None:
 
 def score_films(task: ScoringTask, uris: list[str], contents: list[bytes]) -> pd.DataFrame:
     """The RESULT rows of one batch of films, in order (and their pictures, written)."""
-    scorer = _scorer(task.model)
+    scorer = worker_object(task.model, lambda: _Scorer(task.model))
     rows = [dict.fromkeys(RESULT.fieldNames()) for _ in uris]
     films, kept = [], []
     for i, data in enumerate(contents):
