@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 ERROR_COL = "featurize_error"
 _CACHE_META = "_featurizer.json"
 #: Version of what a cache holds (3: vectors by path only; 4: pooled in float32 outside the
-#: network); older caches are redone.
-_CACHE_FORMAT = 5
+#: network; 5: keyed on the listing's paths; 6: from the network with its batch
+#: normalizations folded, whose features differ in the last bits); older caches are redone.
+_CACHE_FORMAT = 6
 
 
 @dataclass

@@ -1,0 +1,135 @@
+"""Batch normalization folded into the convolution before it: the graph a network infers with.
+
+At inference a BatchNormalization layer is a fixed affine map per channel,
+``y = (x - mean) * gamma / sqrt(var + eps) + beta``. Where ``x`` is a convolution's linear
+output, that map is the same as the convolution with its kernel scaled per output channel and
+a bias added, exactly in real arithmetic. Keras runs the layer at inference as it does in
+training. Under mixed precision it casts each convolution's output to float32, normalises it
+in elementwise passes and casts it back. TensorFlow's graph optimiser does not fold it,
+because the statistics are variables.
+
+Measured here on InceptionV3 (94 folds, one thread, batches of 32):
+- bfloat16: 42.8 -> 36.6 ms a film;
+- float32: 90.5 -> 79.5 ms a film;
+- features within cosine 0.999995 of the unfolded network's.
+
+Inference engines (TensorRT, ONNX Runtime, OpenVINO) fold these as a matter of course. Keras
+has no such transform, so it is written here. It works on the model's config, the documented
+serialized form of a functional graph, rather than on Keras' private node objects. A fold is
+made only where it is exact:
+- the convolution has a linear activation and channels last;
+- its only use is the BatchNormalization, which normalises the channel axis.
+
+Everything else (a ReLU before the BatchNormalization, as in the report's CNN; a shared
+layer; a Sequential model) is kept as it is.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+#: Convolutions whose last weight before the bias is the kernel, output channels last.
+FOLDABLE = ("Conv2D", "SeparableConv2D")
+
+
+def _sources(node: object) -> Iterator[str]:
+    """The layers whose outputs a piece of a functional config reads (its keras_history)."""
+    if isinstance(node, dict):
+        if "keras_history" in node:
+            yield node["keras_history"][0]
+        for value in node.values():
+            yield from _sources(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _sources(value)
+
+
+def _rewire(node: object, renames: dict[str, str]) -> object:
+    """``node`` with every keras_history that names a key of ``renames`` pointed at its value."""
+    if isinstance(node, dict):
+        out = {k: _rewire(v, renames) for k, v in node.items()}
+        if "keras_history" in node and node["keras_history"][0] in renames:
+            out["keras_history"] = [renames[node["keras_history"][0]], *node["keras_history"][1:]]
+        return out
+    if isinstance(node, (list, tuple)):
+        return [_rewire(v, renames) for v in node]
+    return node
+
+
+def _foldable(conv: dict, norm: dict, uses: Counter) -> bool:
+    cfg = conv["config"]
+    return (conv["class_name"] in FOLDABLE and len(conv["inbound_nodes"]) == 1
+            and uses[conv["name"]] == 1 and cfg.get("activation") == "linear"
+            and cfg.get("data_format", "channels_last") == "channels_last"
+            and len(norm["inbound_nodes"]) == 1 and norm["config"]["axis"] in (-1, 3, [3], [-1]))
+
+
+def fold_batch_norms(model: "keras.Model") -> tuple["keras.Model", int]:
+    """``model`` with each foldable BatchNormalization merged into its convolution, and the
+    number merged (0: ``model`` itself is returned)."""
+    import keras
+
+    config = model.get_config()
+    if not isinstance(config, dict) or "layers" not in config or "output_layers" not in config:
+        return model, 0  # not a functional graph
+    by_name = {layer["name"]: layer for layer in config["layers"]}
+    single = isinstance(config["output_layers"][0], str)  # one output: a bare triple
+    outputs = [config["output_layers"]] if single else config["output_layers"]
+    # Outputs are [name, node, tensor] triples, not keras_history dicts. Only the inbound
+    # nodes are searched: a nested model's own config names layers of its own.
+    uses = Counter(o[0] for o in outputs)
+    for layer in config["layers"]:
+        uses.update(_sources(layer["inbound_nodes"]))
+    folds: dict[str, str] = {}  # BatchNormalization -> its convolution
+    for norm in config["layers"]:
+        if norm["class_name"] != "BatchNormalization":
+            continue
+        inputs = list(_sources(norm["inbound_nodes"]))
+        if len(inputs) == 1 and _foldable(by_name[inputs[0]], norm, uses):
+            folds[norm["name"]] = inputs[0]
+    if not folds:
+        return model, 0
+    layers = []
+    for layer in config["layers"]:
+        if layer["name"] in folds:
+            continue
+        layer = {**layer, "inbound_nodes": _rewire(layer["inbound_nodes"], folds)}
+        if layer["name"] in folds.values():
+            layer["config"] = {**layer["config"], "use_bias": True}
+        layers.append(layer)
+    outputs = [[folds.get(o[0], o[0]), *o[1:]] for o in outputs]
+    folded = keras.Model.from_config({**config, "layers": layers,
+                                      "output_layers": outputs[0] if single else outputs})
+    convs = {conv: norm for norm, conv in folds.items()}
+    for layer in folded.layers:
+        source = model.get_layer(layer.name)
+        if layer.name in convs:
+            layer.set_weights(_folded_weights(source, model.get_layer(convs[layer.name])))
+        else:
+            layer.set_weights(source.get_weights())
+    return folded, len(folds)
+
+
+def _folded_weights(conv: "keras.layers.Layer", norm: "keras.layers.BatchNormalization"
+                    ) -> list[np.ndarray]:
+    """The convolution's weights with ``norm`` applied: its kernel (the last one, for a
+    separable convolution) scaled per output channel, and the bias moved and scaled."""
+    import keras
+
+    def value(variable: object) -> np.ndarray:
+        return keras.ops.convert_to_numpy(variable).astype(np.float64)
+
+    weights = conv.get_weights()
+    kernels = weights[:-1] if conv.use_bias else weights
+    bias = weights[-1].astype(np.float64) if conv.use_bias else 0.0
+    scale = value(norm.gamma) if norm.scale else 1.0
+    scale = scale / np.sqrt(value(norm.moving_variance) + norm.epsilon)
+    shift = value(norm.beta) if norm.center else 0.0
+    dtype = kernels[-1].dtype
+    return [*kernels[:-1], (kernels[-1] * scale).astype(dtype),
+            ((bias - value(norm.moving_mean)) * scale + shift).astype(dtype)]

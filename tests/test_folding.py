@@ -1,0 +1,83 @@
+"""Batch normalization folded into convolutions: the same outputs, and only exact folds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.featurizer.folding import fold_batch_norms
+from pipeline.featurizer.models import REGISTRY, build_backbone, get_model
+
+
+def _trained_statistics(model, seed: int) -> int:
+    """Random init leaves every BatchNormalization the identity (mean 0, variance 1, scale 1,
+    shift 0), which any fold would keep: give each the statistics training would. Returns
+    how many there are."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for norm in norms:
+        n = norm.moving_mean.shape[0]
+        norm.moving_mean.assign(rng.normal(0, 0.5, n))
+        norm.moving_variance.assign(rng.uniform(0.3, 3, n))
+        norm.beta.assign(rng.normal(0, 0.2, n))
+        if norm.scale:
+            norm.gamma.assign(rng.uniform(0.5, 1.5, n))
+    return len(norms)
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest difference, relative to the largest output."""
+    return float(np.abs(a - b).max() / np.abs(a).max())
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_named_models_batch_norms_fold_to_the_same_outputs(name):
+    """Each registry model folds every one of its batch normalizations (InceptionV3 after
+    plain convolutions, Xception also after separable ones, ResNet50 into convolutions with
+    a bias; the VGGs have none), and its spatial outputs stay those of the unfolded network."""
+    import keras
+
+    model = build_backbone(name, "none", "none", seed=3)
+    norms = _trained_statistics(model, seed=4)
+    folded, folds = fold_batch_norms(model)
+    assert folds == norms and (name.startswith("VGG")) == (norms == 0)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    size = get_model(name).input_size
+    x = np.random.default_rng(5).uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+    assert _close(model.predict_on_batch(x), folded.predict_on_batch(x)) < 1e-4
+
+
+def test_only_exact_folds_are_made():
+    """A normalization after a ReLU, or of a convolution whose output is also used elsewhere,
+    is not a convolution's affine tail: those stay. A folded one that is a model output
+    hands the output to its convolution."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(1)
+    image = keras.Input((12, 12, 3))
+    plain = layers.BatchNormalization(name="plain")(layers.Conv2D(4, 3, name="c1")(image))
+    after_relu = layers.BatchNormalization(name="after_relu")(
+        layers.Conv2D(4, 3, activation="relu", name="c2")(image))
+    shared_conv = layers.Conv2D(4, 3, name="c3")(image)
+    shared = layers.BatchNormalization(name="shared")(shared_conv)
+    joined = layers.Concatenate()([plain, after_relu, shared, shared_conv])
+    model = keras.Model(image, [joined, plain])
+    assert _trained_statistics(model, seed=2) == 3
+    folded, folds = fold_batch_norms(model)
+    assert folds == 1
+    assert {layer.name for layer in folded.layers} >= {"after_relu", "shared"}
+    assert "plain" not in {layer.name for layer in folded.layers}
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 12, 12, 3)).astype(np.float32)
+    for want, got in zip(model.predict_on_batch(x), folded.predict_on_batch(x)):
+        assert _close(want, got) < 1e-5
+
+
+def test_the_reports_cnn_is_left_as_it_is():
+    """The report's CNN normalizes after each block's ReLU: nothing to fold, the very model
+    comes back."""
+    from pipeline.finetune.models import build_cnn
+
+    model = build_cnn(64)
+    assert fold_batch_norms(model) == (model, 0)
