@@ -241,8 +241,8 @@ class _Runner:
     network traced twice mid-job (seconds each on a loaded 2-core machine, in the first
     small job's wall time). ``_trace`` does both traces at build, on 1 and 2 blank films, so
     every later batch size reuses one graph. The network runs with its batch normalizations
-    folded into the convolutions before them (``folding``): the same features, about 15% less
-    time.
+    folded into the convolutions before them (``folding``): the same features in 0.4 of the
+    time in bfloat16, 0.86 in float32.
     """
 
     def __init__(self, cfg: WorkerConfig) -> None:
