@@ -49,8 +49,8 @@ def test_every_named_models_batch_norms_fold_to_the_same_outputs(name):
 
 
 def test_only_exact_folds_are_made():
-    """A normalization after a ReLU, or of a convolution whose output is also used elsewhere,
-    is not a convolution's affine tail: those stay. A folded one that is a model output
+    """A normalization after a ReLU, of a convolution whose output is also used elsewhere, or
+    by the batch's own statistics is not a convolution's affine tail: those stay. A folded one that is a model output
     hands the output to its convolution."""
     import keras
     from keras import layers
@@ -62,12 +62,14 @@ def test_only_exact_folds_are_made():
         layers.Conv2D(4, 3, activation="relu", name="c2")(image))
     shared_conv = layers.Conv2D(4, 3, name="c3")(image)
     shared = layers.BatchNormalization(name="shared")(shared_conv)
-    joined = layers.Concatenate()([plain, after_relu, shared, shared_conv])
+    by_batch = layers.BatchNormalization(name="by_batch")(layers.Conv2D(4, 3, name="c4")(image),
+                                                          training=True)
+    joined = layers.Concatenate()([plain, after_relu, shared, shared_conv, by_batch])
     model = keras.Model(image, [joined, plain])
-    assert _trained_statistics(model, seed=2) == 3
+    assert _trained_statistics(model, seed=2) == 4
     folded, folds = fold_batch_norms(model)
     assert folds == 1
-    assert {layer.name for layer in folded.layers} >= {"after_relu", "shared"}
+    assert {layer.name for layer in folded.layers} >= {"after_relu", "shared", "by_batch"}
     assert "plain" not in {layer.name for layer in folded.layers}
     x = np.random.default_rng(3).uniform(-1, 1, (2, 12, 12, 3)).astype(np.float32)
     for want, got in zip(model.predict_on_batch(x), folded.predict_on_batch(x)):

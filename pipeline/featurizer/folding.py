@@ -21,7 +21,8 @@ has no such transform, so it is written here. It works on the model's config, th
 serialized form of a functional graph, rather than on Keras' private node objects. A fold is
 made only where it is exact:
 - the convolution has a linear activation and channels last;
-- its only use is the BatchNormalization, which normalises the channel axis.
+- its only use is the BatchNormalization, which normalises the channel axis with its
+  moving statistics (it is not called with ``training=True``).
 
 Everything else (a ReLU before the BatchNormalization, as in the report's CNN; a shared
 layer; a Sequential model) is kept as it is.
@@ -65,11 +66,14 @@ def _rewire(node: object, renames: dict[str, str]) -> object:
 
 
 def _foldable(conv: dict, norm: dict, uses: Counter) -> bool:
+    """A fold is exact: the normalization is the convolution's only use, and an affine map of
+    its linear output (not called with ``training=True``, which normalizes by the batch)."""
     cfg = conv["config"]
     return (conv["class_name"] in FOLDABLE and len(conv["inbound_nodes"]) == 1
             and uses[conv["name"]] == 1 and cfg.get("activation") == "linear"
             and cfg.get("data_format", "channels_last") == "channels_last"
-            and len(norm["inbound_nodes"]) == 1 and norm["config"]["axis"] in (-1, 3, [3], [-1]))
+            and len(norm["inbound_nodes"]) == 1 and norm["config"]["axis"] in (-1, 3, [3], [-1])
+            and norm["inbound_nodes"][0].get("kwargs", {}).get("training") is not True)
 
 
 def fold_batch_norms(model: "keras.Model") -> tuple["keras.Model", int]:
