@@ -6,24 +6,7 @@ import pytest
 
 from pipeline.featurizer.folding import fold_batch_norms
 from pipeline.featurizer.models import REGISTRY, build_backbone, get_model
-
-
-def _trained_statistics(model, seed: int) -> int:
-    """Random init leaves every BatchNormalization the identity (mean 0, variance 1, scale 1,
-    shift 0), which any fold would keep: give each the statistics training would. Returns
-    how many there are."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for norm in norms:
-        n = norm.moving_mean.shape[0]
-        norm.moving_mean.assign(rng.normal(0, 0.5, n))
-        norm.moving_variance.assign(rng.uniform(0.3, 3, n))
-        norm.beta.assign(rng.normal(0, 0.2, n))
-        if norm.scale:
-            norm.gamma.assign(rng.uniform(0.5, 1.5, n))
-    return len(norms)
+from tests.batchnorm import all_layers, trained_statistics
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,7 +22,7 @@ def test_every_named_models_batch_norms_fold_to_the_same_outputs(name):
     import keras
 
     model = build_backbone(name, "none", "none", seed=3)
-    norms = _trained_statistics(model, seed=4)
+    norms = trained_statistics(model, seed=4)
     folded, folds = fold_batch_norms(model)
     assert folds == norms and (name.startswith("VGG")) == (norms == 0)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
@@ -66,7 +49,7 @@ def test_only_exact_folds_are_made():
                                                           training=True)
     joined = layers.Concatenate()([plain, after_relu, shared, shared_conv, by_batch])
     model = keras.Model(image, [joined, plain])
-    assert _trained_statistics(model, seed=2) == 4
+    assert trained_statistics(model, seed=2) == 4
     folded, folds = fold_batch_norms(model)
     assert folds == 1
     assert {layer.name for layer in folded.layers} >= {"after_relu", "shared", "by_batch"}
@@ -83,3 +66,20 @@ def test_the_reports_cnn_is_left_as_it_is():
 
     model = build_cnn(64)
     assert fold_batch_norms(model) == (model, 0)
+
+
+def test_a_fine_tuned_networks_base_is_folded_inside():
+    """The report's InceptionV3 nests Keras' InceptionV3 as its base: its 94 normalizations
+    fold there, the one after the Dense head stays, and the scores do not move."""
+    import keras
+
+    from pipeline.finetune.models import build_model
+
+    model = build_model("inceptionv3", 75, seed=6)
+    assert trained_statistics(model, seed=7) == 95
+    folded, folds = fold_batch_norms(model)
+    assert folds == 94
+    assert sum(isinstance(layer, keras.layers.BatchNormalization)
+               for layer in all_layers(folded)) == 1
+    x = np.random.default_rng(8).uniform(0, 255, (3, 75, 75, 3)).astype(np.float32)
+    assert _close(model.predict_on_batch(x), folded.predict_on_batch(x)) < 1e-4

@@ -35,6 +35,7 @@ from pipeline.report.document import MetricsDocument
 from pipeline.runtime.cli import run_job
 from tests import dicoms
 from tests import reasons as R
+from tests.batchnorm import trained_statistics
 from tests.browser import chromium, load
 
 
@@ -178,15 +179,18 @@ def test_worklist_opens_in_a_browser(screened, tmp_path):
     assert R.DICOM_LATERAL in page.text and dicoms.PATIENT["AccessionNumber"] in page.text
 
 
-def test_finetuned_model_scores_with_grad_cam(spark, tree, tmp_path):
+@pytest.mark.parametrize("arch,size", [("cnn", 64), ("inceptionv3", 75)])
+def test_finetuned_model_scores_with_grad_cam(spark, tree, tmp_path, arch, size):
     """A model.keras with the metrics.json its run wrote: its threshold, Keras' own scores,
-    and Grad-CAM maps that vary over the film."""
+    and Grad-CAM maps that vary over the film. The InceptionV3 is scored with its base's
+    batch normalizations (given trained-like statistics) folded, Keras' scores unfolded."""
     run = tmp_path / "finetune-run"
     run.mkdir()
-    network = build_model("cnn", 64)
+    network = build_model(arch, size)
+    trained_statistics(network, seed=9)
     network.save(run / "model.keras")
     doc = MetricsDocument.build(spark, labels=np.array([0, 1, 1, 0]), scores=np.array([.2, .7, .6, .4]),
-                                threshold=0.5, method="finetune-cnn", model_name="cnn",
+                                threshold=0.5, method=f"finetune-{arch}", model_name=arch,
                                 weights="none", data=str(tree), model=str(run / "model.keras"),
                                 split="validation", threshold_source="test", timings_s={},
                                 images_per_s=0.0, training={})
@@ -199,7 +203,7 @@ def test_finetuned_model_scores_with_grad_cam(spark, tree, tmp_path):
     out = tmp_path / "out"
     _predict("--model", str(run), "--input", str(inbox), "--out", str(out), "--heatmaps", "all")
     table = pd.read_parquet(out / "predictions.parquet").sort_values("uri")
-    pixels = np.stack([decode_bytes(p.read_bytes(), 64) for p in sorted(films)]).astype("float32")
+    pixels = np.stack([decode_bytes(p.read_bytes(), size) for p in sorted(films)]).astype("float32")
     want = network.predict_on_batch(pixels).ravel()
     assert np.allclose(table["score"], want, atol=1e-5)
     assert (table["threshold"] == 0.5).all() and table["heatmap"].notna().all()

@@ -24,8 +24,9 @@ made only where it is exact:
 - its only use is the BatchNormalization, which normalises the channel axis with its
   moving statistics (it is not called with ``training=True``).
 
-Everything else (a ReLU before the BatchNormalization, as in the report's CNN; a shared
-layer; a Sequential model) is kept as it is.
+A nested functional model (the base of a fine-tuned InceptionV3) is folded the same way
+inside. Everything else (a ReLU before the BatchNormalization, as in the report's CNN; a
+shared layer; a Sequential model) is kept as it is.
 """
 from __future__ import annotations
 
@@ -99,7 +100,15 @@ def fold_batch_norms(model: "keras.Model") -> tuple["keras.Model", int]:
         inputs = list(_sources(norm["inbound_nodes"]))
         if len(inputs) == 1 and _foldable(by_name[inputs[0]], norm, uses):
             folds[norm["name"]] = inputs[0]
-    if not folds:
+    # A nested model (a fine-tuned network's base) is folded inside, unless it is called in
+    # training mode.
+    nested: dict[str, tuple["keras.Model", int]] = {
+        layer.name: fold_batch_norms(layer) for layer in model.layers
+        if isinstance(layer, keras.Model) and not any(
+            node.get("kwargs", {}).get("training") is True
+            for node in by_name[layer.name]["inbound_nodes"])}
+    nested = {name: done for name, done in nested.items() if done[1]}
+    if not folds and not nested:
         return model, 0
     layers = []
     for layer in config["layers"]:
@@ -108,6 +117,8 @@ def fold_batch_norms(model: "keras.Model") -> tuple["keras.Model", int]:
         layer = {**layer, "inbound_nodes": _rewire(layer["inbound_nodes"], folds)}
         if layer["name"] in folds.values():
             layer["config"] = {**layer["config"], "use_bias": True}
+        if layer["name"] in nested:
+            layer["config"] = nested[layer["name"]][0].get_config()
         layers.append(layer)
     outputs = [[folds.get(o[0], o[0]), *o[1:]] for o in outputs]
     folded = keras.Model.from_config({**config, "layers": layers,
@@ -118,8 +129,9 @@ def fold_batch_norms(model: "keras.Model") -> tuple["keras.Model", int]:
         if layer.name in convs:
             layer.set_weights(_folded_weights(source, model.get_layer(convs[layer.name])))
         else:
-            layer.set_weights(source.get_weights())
-    return folded, len(folds)
+            layer.set_weights((nested[layer.name][0] if layer.name in nested else source)
+                              .get_weights())
+    return folded, len(folds) + sum(n for _, n in nested.values())
 
 
 def _folded_weights(conv: "keras.layers.Layer", norm: "keras.layers.BatchNormalization"

@@ -32,6 +32,7 @@ from pipeline.data import dicom
 from pipeline.data.images import decode_bytes, decode_display
 from pipeline.data.preprocess import model_input
 from pipeline.data.rules import ImageError, dicom_reason
+from pipeline.featurizer.folding import fold_batch_norms
 from pipeline.featurizer.models import load_model_file
 from pipeline.featurizer.transformer import _local, runner_for, worker_object
 from pipeline.fs.task_files import FileTarget, upload
@@ -105,7 +106,8 @@ class _Scorer:
         else:
             network = load_model_file(_local(model.model_file))
             self.size = int(network.input_shape[1])
-            self.body, self.head = split_at_maps(network)
+            body, self.head = split_at_maps(network)
+            self.body = fold_batch_norms(body)[0]  # as the featurizer's networks infer
 
     def score(self, films: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray | None]]:
         if self.model.kind != FEATURIZER:
