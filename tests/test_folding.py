@@ -47,16 +47,35 @@ def test_only_exact_folds_are_made():
     shared = layers.BatchNormalization(name="shared")(shared_conv)
     by_batch = layers.BatchNormalization(name="by_batch")(layers.Conv2D(4, 3, name="c4")(image),
                                                           training=True)
-    joined = layers.Concatenate()([plain, after_relu, shared, shared_conv, by_batch])
-    model = keras.Model(image, [joined, plain])
-    assert trained_statistics(model, seed=2) == 4
+    other_policy = layers.BatchNormalization(name="other_policy", dtype="float32")(
+        layers.Conv2D(4, 3, name="c5", dtype="mixed_bfloat16")(image))
+    joined = layers.Concatenate()([plain, after_relu, shared, shared_conv, by_batch,
+                                   layers.Activation("linear", dtype="float32")(other_policy)])
+    model = keras.Model(image, {"joined": joined, "plain": plain})
+    assert trained_statistics(model, seed=2) == 5
     folded, folds = fold_batch_norms(model)
     assert folds == 1
-    assert {layer.name for layer in folded.layers} >= {"after_relu", "shared", "by_batch"}
-    assert "plain" not in {layer.name for layer in folded.layers}
+    names = {layer.name for layer in folded.layers}
+    assert names >= {"after_relu", "shared", "by_batch", "other_policy"} and "plain" not in names
     x = np.random.default_rng(3).uniform(-1, 1, (2, 12, 12, 3)).astype(np.float32)
-    for want, got in zip(model.predict_on_batch(x), folded.predict_on_batch(x)):
-        assert _close(want, got) < 1e-5
+    want, got = model.predict_on_batch(x), folded.predict_on_batch(x)
+    assert set(got) == {"joined", "plain"}
+    for key in want:
+        assert _close(want[key], got[key]) < 1e-5
+
+
+def test_a_model_that_cannot_be_rebuilt_runs_unfolded(caplog):
+    """Folding only speeds a network up: a graph Keras will not rebuild from its config (a
+    Python lambda, refused in safe mode) comes back as it is, with a warning."""
+    import keras
+    from keras import layers
+
+    image = keras.Input((8, 8, 3))
+    x = layers.BatchNormalization()(layers.Conv2D(2, 3)(image))
+    model = keras.Model(image, layers.Lambda(lambda t: t * 2)(x))
+    with caplog.at_level("WARNING", logger="pipeline.featurizer.folding"):
+        assert fold_batch_norms(model) == (model, 0)
+    assert "without folding its batch normalizations" in caplog.text
 
 
 def test_the_reports_cnn_is_left_as_it_is():

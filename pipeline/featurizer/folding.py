@@ -20,16 +20,18 @@ Inference engines (TensorRT, ONNX Runtime, OpenVINO) fold these as a matter of c
 has no such transform, so it is written here. It works on the model's config, the documented
 serialized form of a functional graph, rather than on Keras' private node objects. A fold is
 made only where it is exact:
-- the convolution has a linear activation and channels last;
-- its only use is the BatchNormalization, which normalises the channel axis with its
-  moving statistics (it is not called with ``training=True``).
+- a Keras ``Conv2D`` or ``SeparableConv2D`` with a linear activation, channels last, no LoRA;
+- whose only use is a Keras BatchNormalization of the same dtype policy, which normalises
+  the channel axis with its moving statistics (it is not called with ``training=True``).
 
 A nested functional model (the base of a fine-tuned InceptionV3) is folded the same way
 inside. Everything else (a ReLU before the BatchNormalization, as in the report's CNN; a
-shared layer; a Sequential model) is kept as it is.
+shared layer; a Sequential model) is kept as it is, and so is a model Keras cannot rebuild
+from its config (with a warning).
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Iterator
 
@@ -38,72 +40,95 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
-#: Convolutions whose last weight before the bias is the kernel, output channels last.
-FOLDABLE = ("Conv2D", "SeparableConv2D")
+log = logging.getLogger(__name__)
 
 
-def _sources(node: object) -> Iterator[str]:
-    """The layers whose outputs a piece of a functional config reads (its keras_history)."""
-    if isinstance(node, dict):
-        if "keras_history" in node:
-            yield node["keras_history"][0]
+def _is_ref(node: object) -> bool:
+    """A reference to a layer's output in a functional config: ``[layer, node, tensor]``, as
+    a keras_history in a layer's inbound nodes and as each of the model's outputs."""
+    return (isinstance(node, (list, tuple)) and len(node) == 3 and isinstance(node[0], str)
+            and isinstance(node[1], int) and isinstance(node[2], int))
+
+
+def _refs(node: object) -> Iterator[str]:
+    """The layers a piece of a functional config reads."""
+    if _is_ref(node):
+        yield node[0]  # type: ignore[index]
+    elif isinstance(node, dict):
         for value in node.values():
-            yield from _sources(value)
+            yield from _refs(value)
     elif isinstance(node, (list, tuple)):
         for value in node:
-            yield from _sources(value)
+            yield from _refs(value)
 
 
-def _rewire(node: object, renames: dict[str, str]) -> object:
-    """``node`` with every keras_history that names a key of ``renames`` pointed at its value."""
+def _renamed(node: object, renames: dict[str, str]) -> object:
+    """``node``, its structure kept, with each reference to a key of ``renames`` pointed at
+    its value."""
+    if _is_ref(node):
+        return type(node)([renames.get(node[0], node[0]), *node[1:]])  # type: ignore[index]
     if isinstance(node, dict):
-        out = {k: _rewire(v, renames) for k, v in node.items()}
-        if "keras_history" in node and node["keras_history"][0] in renames:
-            out["keras_history"] = [renames[node["keras_history"][0]], *node["keras_history"][1:]]
-        return out
+        return {k: _renamed(v, renames) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
-        return [_rewire(v, renames) for v in node]
+        return type(node)(_renamed(v, renames) for v in node)
     return node
 
 
-def _foldable(conv: dict, norm: dict, uses: Counter) -> bool:
-    """A fold is exact: the normalization is the convolution's only use, and an affine map of
-    its linear output (not called with ``training=True``, which normalizes by the batch)."""
+def _foldable(model: "keras.Model", conv: dict, norm: dict, uses: Counter) -> bool:
+    """A fold is exact: the normalization (Keras' own, not a subclass) is the only use of a
+    Keras convolution's linear output, in the same dtype policy, and normalizes its channels
+    by the moving statistics (it is not called with ``training=True``)."""
+    import keras
+
     cfg = conv["config"]
-    return (conv["class_name"] in FOLDABLE and len(conv["inbound_nodes"]) == 1
-            and uses[conv["name"]] == 1 and cfg.get("activation") == "linear"
+    return (type(model.get_layer(conv["name"])) in (keras.layers.Conv2D,
+                                                     keras.layers.SeparableConv2D)
+            and type(model.get_layer(norm["name"])) is keras.layers.BatchNormalization
+            and len(conv["inbound_nodes"]) == 1 and uses[conv["name"]] == 1
+            and cfg.get("activation") == "linear" and not cfg.get("lora_rank")
             and cfg.get("data_format", "channels_last") == "channels_last"
+            and cfg.get("dtype") == norm["config"].get("dtype")
             and len(norm["inbound_nodes"]) == 1 and norm["config"]["axis"] in (-1, 3, [3], [-1])
             and norm["inbound_nodes"][0].get("kwargs", {}).get("training") is not True)
 
 
 def fold_batch_norms(model: "keras.Model") -> tuple["keras.Model", int]:
     """``model`` with each foldable BatchNormalization merged into its convolution, and the
-    number merged (0: ``model`` itself is returned)."""
+    number merged (0: ``model`` itself is returned).
+
+    Folding only speeds a network up: a model it cannot rebuild runs as it is, with a
+    warning that says why.
+    """
+    try:
+        return _fold(model)
+    except Exception as exc:  # noqa: BLE001 - Keras' rebuild raises many types
+        log.warning("running %s without folding its batch normalizations: %s: %s",
+                    model.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return model, 0
+
+
+def _fold(model: "keras.Model") -> tuple["keras.Model", int]:
     import keras
 
     config = model.get_config()
     if not isinstance(config, dict) or "layers" not in config or "output_layers" not in config:
         return model, 0  # not a functional graph
     by_name = {layer["name"]: layer for layer in config["layers"]}
-    single = isinstance(config["output_layers"][0], str)  # one output: a bare triple
-    outputs = [config["output_layers"]] if single else config["output_layers"]
-    # Outputs are [name, node, tensor] triples, not keras_history dicts. Only the inbound
-    # nodes are searched: a nested model's own config names layers of its own.
-    uses = Counter(o[0] for o in outputs)
+    # Only the inbound nodes are searched: a nested model's own config names its own layers.
+    uses = Counter(_refs(config["output_layers"]))
     for layer in config["layers"]:
-        uses.update(_sources(layer["inbound_nodes"]))
+        uses.update(_refs(layer["inbound_nodes"]))
     folds: dict[str, str] = {}  # BatchNormalization -> its convolution
     for norm in config["layers"]:
         if norm["class_name"] != "BatchNormalization":
             continue
-        inputs = list(_sources(norm["inbound_nodes"]))
-        if len(inputs) == 1 and _foldable(by_name[inputs[0]], norm, uses):
+        inputs = list(_refs(norm["inbound_nodes"]))
+        if len(inputs) == 1 and _foldable(model, by_name[inputs[0]], norm, uses):
             folds[norm["name"]] = inputs[0]
     # A nested model (a fine-tuned network's base) is folded inside, unless it is called in
     # training mode.
     nested: dict[str, tuple["keras.Model", int]] = {
-        layer.name: fold_batch_norms(layer) for layer in model.layers
+        layer.name: _fold(layer) for layer in model.layers
         if isinstance(layer, keras.Model) and not any(
             node.get("kwargs", {}).get("training") is True
             for node in by_name[layer.name]["inbound_nodes"])}
@@ -114,15 +139,14 @@ def fold_batch_norms(model: "keras.Model") -> tuple["keras.Model", int]:
     for layer in config["layers"]:
         if layer["name"] in folds:
             continue
-        layer = {**layer, "inbound_nodes": _rewire(layer["inbound_nodes"], folds)}
+        layer = {**layer, "inbound_nodes": _renamed(layer["inbound_nodes"], folds)}
         if layer["name"] in folds.values():
             layer["config"] = {**layer["config"], "use_bias": True}
         if layer["name"] in nested:
             layer["config"] = nested[layer["name"]][0].get_config()
         layers.append(layer)
-    outputs = [[folds.get(o[0], o[0]), *o[1:]] for o in outputs]
-    folded = keras.Model.from_config({**config, "layers": layers,
-                                      "output_layers": outputs[0] if single else outputs})
+    folded = keras.Model.from_config({**config, "layers": layers, "output_layers":
+                                      _renamed(config["output_layers"], folds)})
     convs = {conv: norm for norm, conv in folds.items()}
     for layer in folded.layers:
         source = model.get_layer(layer.name)
