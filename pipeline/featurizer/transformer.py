@@ -250,26 +250,24 @@ class _Runner:
         self.cfg = cfg
         if cfg.model_file:
             model, self.size = load_feature_extractor(_local(cfg.model_file))
-            self.model, folds = fold_batch_norms(model)
             self.preprocess = np.asarray  # the model rescales raw RGB itself
-            self._trace()
-            log.info("loaded and traced %s (%d px, %d batch normalizations folded) in %.1fs",
-                     cfg.model_file, self.size, folds, time.monotonic() - started)
-            return
-        spec = get_model(cfg.model_name)
-        local = None if cfg.weights in (IMAGENET, NO_WEIGHTS) else _local(cfg.weights)
-        self.size = cfg.input_size or spec.input_size
-        self.preprocess = spec.preprocess()
-        # The backbone ends at its last convolutional maps and pooling happens below, in
-        # float32 whatever the compute precision: a bfloat16 network's pooled features then
-        # carry no bfloat16 rounding, and predict's class activation maps come from the very
-        # maps the features are the mean of (one model per worker serves both).
-        self.model, folds = fold_batch_norms(build_backbone(
-            cfg.model_name, cfg.weights, "none", cfg.seed, local, input_size=self.size,
-            precision=cfg.precision))
+            what = f"loaded {cfg.model_file} ({self.size} px)"
+        else:
+            spec = get_model(cfg.model_name)
+            local = None if cfg.weights in (IMAGENET, NO_WEIGHTS) else _local(cfg.weights)
+            self.size = cfg.input_size or spec.input_size
+            self.preprocess = spec.preprocess()
+            # The backbone ends at its last convolutional maps and pooling happens below, in
+            # float32 whatever the compute precision: a bfloat16 network's pooled features
+            # then carry no bfloat16 rounding, and predict's class activation maps come from
+            # the very maps the features are the mean of (one model per worker serves both).
+            model = build_backbone(cfg.model_name, cfg.weights, "none", cfg.seed, local,
+                                   input_size=self.size, precision=cfg.precision)
+            what = f"built {cfg.model_name} (weights={cfg.weights}, {cfg.precision})"
+        self.model, folds = fold_batch_norms(model)
         self._trace()
-        log.info("built and traced %s (weights=%s, %s, %d batch normalizations folded) in %.1fs",
-                 cfg.model_name, cfg.weights, cfg.precision, folds, time.monotonic() - started)
+        log.info("%s, folded %d batch normalizations and traced it in %.1fs", what, folds,
+                 time.monotonic() - started)
 
     def _trace(self) -> None:
         for n in (1, 2):
