@@ -120,8 +120,9 @@ JAVA_HOME, JAVA_HOME_FROM = find_java_home()
 CLUSTER_MODE = os.environ.get("XRAY_CLUSTER") or _env("CLUSTER_MODE", "native")
 #: Docker mode: the compose project, and the subnet of its network. Containers get fixed
 #: addresses in it, which the host reaches directly (pipeline/cluster/docker.py says why).
+#: "auto": `up` takes a /24 nothing on the host uses (172.29.77.0/24 when free).
 COMPOSE_PROJECT = _env("COMPOSE_PROJECT", "xray-cluster")
-DOCKER_SUBNET = _env("DOCKER_SUBNET", "172.29.77.0/24")
+DOCKER_SUBNET = _env("DOCKER_SUBNET", "auto")
 #: Daemon data, logs, pid files and the rendered configuration of the native cluster.
 STATE_DIR = Path(_env("STATE_DIR", str(
     Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "xray-pipeline")))

@@ -1,4 +1,5 @@
-"""Running jobs/ingest.py as a user would (a fresh interpreter), for the CLI tests."""
+"""Running jobs/ingest.py as a user would (a fresh interpreter), and the command-line
+contract's checks, for the CLI tests."""
 from __future__ import annotations
 
 import os
@@ -28,6 +29,16 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     for fragment in fragments:
         assert fragment in lines[0]
 
+
+
+def ending_error(done: subprocess.CompletedProcess) -> str:
+    """The same contract for a command that logs as it goes (`cluster up`): exit status 2,
+    stderr ending in its one `error:` line, no traceback. Returns that line."""
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and done.stderr.strip().endswith(errors[0]), done.stderr
+    return errors[0]
 
 def unused_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""

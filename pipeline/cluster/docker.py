@@ -9,12 +9,13 @@ to the executors. So every address in that configuration (the NameNode, each Dat
 NameNode hands it out, the ResourceManager, the driver itself) must mean the same machine on
 both sides. Compose's service names resolve only inside the network, and ``localhost`` with
 published ports means another machine inside a container. Fixed addresses do both: the
-compose network has a fixed subnet (``XRAY_DOCKER_SUBNET``), each service a fixed address in
-it that it also advertises (a DataNode via dfs.datanode.hostname, a NodeManager via
-yarn.nodemanager.hostname), and the host is the network's gateway, the address the driver
-binds to. A Linux host routes to its bridge networks directly, so WebHDFS redirects (ingest),
-HDFS reads and writes and YARN RPC from the host need no name resolution and no published
-port; containers reach the driver at the gateway. The web UIs are also published on
+compose network has a subnet settled before it starts (``XRAY_DOCKER_SUBNET``, or by default
+a /24 that no Docker network or route of the host uses: ``choose_subnet``), each service a
+fixed address in it that it also advertises (a DataNode via dfs.datanode.hostname, a
+NodeManager via yarn.nodemanager.hostname), and the host is the network's gateway, the
+address the driver binds to. A Linux host routes to its bridge networks directly, so WebHDFS
+redirects (ingest), HDFS reads and writes and YARN RPC from the host need no name resolution
+and no published port; containers reach the driver at the gateway. The web UIs are also published on
 127.0.0.1 on the XRAY_PORT_* ports, as native mode has them, for browsers and health checks.
 (Docker Desktop on macOS/Windows does not route to container addresses: use native mode there.)
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -50,6 +52,13 @@ NODEMANAGERS = ("nodemanager1", "nodemanager2")
 #: service -> host number in the subnet (the gateway, .1, is the host).
 ADDRESSES = {"namenode": 10, "datanode1": 11, "datanode2": 12, "resourcemanager": 20,
              "nodemanager1": 21, "nodemanager2": 22, "nodemanager-gpu": 23, "history": 30}
+#: Where `up` looks for a free /24 when XRAY_DOCKER_SUBNET is auto: 172.29.77.0/24 first,
+#: then on through 172.16.0.0/12 (wrapping). Docker gives its own networks /16s of that range
+#: but skips any that overlap an existing network, so a /24 taken here never collides later.
+_BLOCKS = list(ipaddress.IPv4Network("172.16.0.0/12").subnets(new_prefix=24))
+_FIRST = _BLOCKS.index(ipaddress.IPv4Network("172.29.77.0/24"))
+SUBNET_CANDIDATES = _BLOCKS[_FIRST:] + _BLOCKS[:_FIRST]
+PROJECT_LABEL = "com.docker.compose.project"
 #: Settings of this deployment only (added to the rendered site files): a dead DataNode or
 #: NodeManager is noticed in about a minute instead of ten, so its blocks are re-replicated
 #: and its containers rerun elsewhere while the job still runs; one container per node
@@ -84,12 +93,119 @@ def available() -> bool:
 
 # --- addresses and configuration ------------------------------------------------------------
 
-def subnet() -> ipaddress.IPv4Network:
+def _explicit_subnet() -> ipaddress.IPv4Network | None:
+    """XRAY_DOCKER_SUBNET when the user set one (not ``auto``)."""
+    if config.DOCKER_SUBNET == "auto":
+        return None
     try:
         return ipaddress.IPv4Network(config.DOCKER_SUBNET)
     except ValueError as exc:
         raise ClusterError(f"XRAY_DOCKER_SUBNET={config.DOCKER_SUBNET}: {exc}") from None
 
+
+def _subnet_file() -> Path:
+    return state_dir() / "subnet"
+
+
+def subnet() -> ipaddress.IPv4Network:
+    """The compose network's subnet: the one set, else the one `up` chose (recorded in the
+    state dir, so `down`, `status` and `env` see it), else the first candidate."""
+    explicit = _explicit_subnet()
+    if explicit:
+        return explicit
+    try:
+        return ipaddress.IPv4Network(_subnet_file().read_text().strip())
+    except (OSError, ValueError):
+        return SUBNET_CANDIDATES[0]
+
+
+def host_routes(table: Path = Path("/proc/net/route")) -> list[tuple[ipaddress.IPv4Network, str]]:
+    """The host's IPv4 routes but the default one, as (network, interface): a bridge on one
+    of them would cut the host off from that network."""
+    routes = []
+    try:
+        lines = table.read_text().splitlines()[1:]
+    except OSError:
+        return routes
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        dest, mask = (ipaddress.IPv4Address(int(f, 16).to_bytes(4, "little"))
+                      for f in (fields[1], fields[7]))
+        if int(mask):
+            routes.append((ipaddress.IPv4Network(f"{dest}/{mask}", strict=False), fields[0]))
+    return routes
+
+
+def _networks(*filters: str) -> list[tuple[str, ipaddress.IPv4Network]]:
+    """(name, subnet) of each IPv4 pool of the Docker networks that match the filters."""
+    ids = subprocess.run(["docker", "network", "ls", "-q",
+                          *(arg for f in filters for arg in ("--filter", f))],
+                         capture_output=True, text=True, timeout=60).stdout.split()
+    if not ids:
+        return []
+    done = subprocess.run(["docker", "network", "inspect", *ids], capture_output=True,
+                          text=True, timeout=60)
+    found = []
+    for net in json.loads(done.stdout or "[]"):
+        for pool in (net.get("IPAM") or {}).get("Config") or []:
+            try:
+                found.append((net["Name"], ipaddress.IPv4Network(pool.get("Subnet", ""))))
+            except ValueError:
+                continue  # no subnet given, or an IPv6 one
+    return found
+
+
+def taken_subnets() -> dict[ipaddress.IPv4Network, str]:
+    """Address space in use on this host, by what uses it: every Docker network's subnets
+    and every route of the host but the default one."""
+    taken = {net: f"docker network {name}" for name, net in _networks()}
+    for net, device in host_routes():
+        taken.setdefault(net, f"the host's route via {device}")
+    return taken
+
+
+def pick_subnet(taken: dict[ipaddress.IPv4Network, str],
+                explicit: ipaddress.IPv4Network | None,
+                last: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    """XRAY_DOCKER_SUBNET if nothing in taken overlaps it; else (auto) the last subnet
+    chosen or the first candidate that nothing overlaps."""
+    if explicit:
+        holders = [f"{holder} ({net})" for net, holder in taken.items() if net.overlaps(explicit)]
+        if holders:
+            raise ClusterError(f"XRAY_DOCKER_SUBNET={explicit} overlaps {', '.join(holders)}: "
+                               "choose a free subnet, or XRAY_DOCKER_SUBNET=auto to have one "
+                               "chosen")
+        return explicit
+    chosen = next((net for net in (last, *SUBNET_CANDIDATES)
+                   if not any(net.overlaps(t) for t in taken)), None)
+    if chosen is None:
+        raise ClusterError("no free /24 left in 172.16.0.0/12 for the compose network: set "
+                           "XRAY_DOCKER_SUBNET to a free subnet")
+    first = SUBNET_CANDIDATES[0]
+    holder = next((h for net, h in taken.items() if net.overlaps(first)), "")
+    log.info("compose network subnet %s (%s)", chosen,
+             f"{first} is used by {holder}" if holder else
+             "the default" if chosen == first else "the one it had last time")
+    return chosen
+
+
+def choose_subnet() -> ipaddress.IPv4Network:
+    """Settle and record the network's subnet before `compose up`: the existing network's
+    (a cluster up or half up), else pick_subnet's. A fixed default failed whenever another
+    network, a leftover of an interrupted run say, held it ("Pool overlaps")."""
+    explicit = _explicit_subnet()
+    own = next((net for _, net in _networks(f"label={PROJECT_LABEL}={config.COMPOSE_PROJECT}")),
+               None)
+    if own and explicit and explicit != own:
+        raise ClusterError(f"the network of compose project {config.COMPOSE_PROJECT} has "
+                           f"subnet {own}, not XRAY_DOCKER_SUBNET={explicit}: "
+                           "`make cluster-down` first")
+    chosen = own or pick_subnet(taken_subnets(), explicit, subnet())
+    _subnet_file().parent.mkdir(parents=True, exist_ok=True)
+    _subnet_file().write_text(f"{chosen}\n")
+    return chosen
 
 def address(service: str) -> str:
     return str(subnet().network_address + ADDRESSES[service])
@@ -305,6 +421,7 @@ def up() -> dict[str, float]:
     timings = {}
     if running() >= {"namenode", *DATANODES, "resourcemanager", *NODEMANAGERS, "history"} \
             and healthy():
+        choose_subnet()
         render()
         log.info("Docker cluster %s already running and healthy: nothing to do",
                  config.COMPOSE_PROJECT)
@@ -313,6 +430,7 @@ def up() -> dict[str, float]:
         check_ports()
     images = ensure_images()
     timings["images_s"] = time.monotonic() - start
+    choose_subnet()  # after the image build: no one takes it in between
     render()
     compose("up", "-d", "--wait", "--wait-timeout", str(int(COMPOSE_WAIT_S)),
             env=compose_env(images))
@@ -345,7 +463,7 @@ def down(keep_data: bool = False) -> None:
 
 def leftovers() -> list[str]:
     """Containers, networks and volumes of the project that still exist (none after down)."""
-    label = f"label=com.docker.compose.project={config.COMPOSE_PROJECT}"
+    label = f"label={PROJECT_LABEL}={config.COMPOSE_PROJECT}"
     found = []
     for kind, cmd in (("container", ["docker", "ps", "-aq", "--filter", label]),
                       ("network", ["docker", "network", "ls", "-q", "--filter", label]),

@@ -1,6 +1,7 @@
 """Problems a user can fix end as one clear line, before anything starts; no cluster needed."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -14,14 +15,7 @@ import pytest
 from pipeline import config
 from pipeline.cluster import conf, docker, jars
 from pipeline.cluster.errors import ClusterError
-
-
-def _one_line_error(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and done.stderr.strip().endswith(errors[0]), done.stderr
-    return errors[0]
+from tests.cli import ending_error
 
 
 def test_port_in_use_is_one_clear_line(cli, make_isolated_env):
@@ -32,7 +26,7 @@ def test_port_in_use_is_one_clear_line(cli, make_isolated_env):
         env = make_isolated_env(namenode_http=port)
         start = time.monotonic()
         done = cli("up", env=env)
-    line = _one_line_error(done)
+    line = ending_error(done)
     assert f"port {port} (namenode_http" in line and "already in use" in line
     assert "XRAY_PORT_NAMENODE_HTTP" in line
     assert time.monotonic() - start < 30  # it failed before fetching or starting anything
@@ -42,7 +36,7 @@ def test_port_in_use_is_one_clear_line(cli, make_isolated_env):
 def test_missing_java_is_one_clear_line(cli, make_isolated_env, tmp_path):
     env = make_isolated_env()
     env["XRAY_JAVA_HOME"] = str(tmp_path / "no-such-jdk")
-    line = _one_line_error(cli("up", env=env))
+    line = ending_error(cli("up", env=env))
     assert "no Java at" in line and "Java 17" in line and "XRAY_JAVA_HOME" in line
 
 
@@ -54,7 +48,7 @@ def test_wrong_java_version_is_one_clear_line(cli, make_isolated_env, tmp_path):
     (fake / "bin" / "java").chmod(0o755)
     env = make_isolated_env()
     env["XRAY_JAVA_HOME"] = str(fake)
-    line = _one_line_error(cli("up", env=env))
+    line = ending_error(cli("up", env=env))
     assert "is Java 25" in line and "need Java 17" in line
 
 
@@ -126,3 +120,31 @@ def test_compose_file_is_valid():
                               capture_output=True, text=True, check=True, env=env).stdout.split()
     assert {"namenode", "datanode1", "datanode2", "resourcemanager", "nodemanager1",
             "nodemanager2", "nodemanager-gpu", "history"} <= set(profiles)
+
+
+def test_host_routes_read_from_the_kernel_table_without_the_default(tmp_path):
+    table = tmp_path / "route"
+    table.write_text(  # /proc/net/route: little-endian hex; 0.0.0.0/0 is the default route
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+        "tun0\t00001DAC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n")
+    assert docker.host_routes(table) == [(ipaddress.IPv4Network("192.0.2.0/24"), "eth0"),
+                                         (ipaddress.IPv4Network("172.29.0.0/16"), "tun0")]
+
+
+def test_pick_subnet_takes_a_free_one_and_refuses_a_taken_one():
+    net = ipaddress.IPv4Network
+    first = docker.SUBNET_CANDIDATES[0]
+    assert first == net("172.29.77.0/24") and len(set(docker.SUBNET_CANDIDATES)) == 4096
+    assert docker.pick_subnet({}, None, first) == first
+    # what failed CI: a network Docker gave a /16 of its pool, over the fixed default
+    taken = {net("172.29.0.0/16"): "docker network other", net("172.30.0.0/24"): "route"}
+    assert docker.pick_subnet(taken, None, first) == net("172.30.1.0/24")
+    assert docker.pick_subnet(taken, None, net("172.20.5.0/24")) == net("172.20.5.0/24")
+    assert docker.pick_subnet(taken, net("10.9.0.0/24"), first) == net("10.9.0.0/24")
+    with pytest.raises(ClusterError, match=r"XRAY_DOCKER_SUBNET=172\.29\.78\.0/24 overlaps "
+                                           r"docker network other \(172\.29\.0\.0/16\)"):
+        docker.pick_subnet(taken, net("172.29.78.0/24"), first)
+    with pytest.raises(ClusterError, match="no free /24"):
+        docker.pick_subnet({net("172.16.0.0/12"): "vpn"}, None, first)

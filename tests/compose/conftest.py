@@ -1,12 +1,16 @@
 """A Docker Compose cluster for the tests marked `compose`: started once per session by the
-same entry point as `XRAY_CLUSTER=docker make cluster-up`, on its own compose project, subnet,
-state dir and free ports, so a native cluster on the default ports is never disturbed.
+same entry point as `XRAY_CLUSTER=docker make cluster-up`, on its own compose project, state
+dir and free ports, so a native cluster on the default ports is never disturbed. Its subnet is
+chosen by `cluster up` as a user's is, with another network (as one left by an interrupted
+run) on the subnet it would have taken: CI once failed on a fixed subnet that another network
+held.
 
 Without a Docker engine (docker/engine.sh could not start one) every compose test is skipped,
 and the reason is printed: the one skip this suite allows.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import subprocess
@@ -46,6 +50,8 @@ class Compose:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
+        #: the subnet `cluster up` would have taken, held by another network as it started
+        self.blocked: ipaddress.IPv4Network | None = None
 
     def cli(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
         """python -m pipeline.cluster <args> for this cluster."""
@@ -90,6 +96,18 @@ class Compose:
     def url(self, port_name: str, path: str = "") -> str:
         return f"http://localhost:{self.env[f'XRAY_PORT_{port_name.upper()}']}{path}"
 
+    def network(self) -> tuple[str, ipaddress.IPv4Network]:
+        """The name and subnet of the project's network, as Docker has them."""
+        done = subprocess.run(["docker", "network", "ls", "-q", "--filter",
+                               f"label={docker.PROJECT_LABEL}={self.env['XRAY_COMPOSE_PROJECT']}"],
+                              capture_output=True, text=True, check=True)
+        assert len(done.stdout.split()) == 1, done.stdout
+        name, pool = subprocess.run(
+            ["docker", "network", "inspect", "-f", "{{.Name}} {{range .IPAM.Config}}{{.Subnet}}"
+             "{{end}}", done.stdout.strip()], capture_output=True, text=True,
+            check=True).stdout.split()
+        return name, ipaddress.IPv4Network(pool)
+
     def leftovers(self) -> list[str]:
         label = f"label=com.docker.compose.project={self.env['XRAY_COMPOSE_PROJECT']}"
         found = []
@@ -110,12 +128,20 @@ def compose_cluster(tmp_path_factory) -> Iterator[Compose]:
     require(UP_S + 60 + DOWN_S, "the compose cluster's start, a test and its stop")
     env = isolated_env(tmp_path_factory.mktemp("compose") / "state")
     env.update(XRAY_CLUSTER="docker", XRAY_COMPOSE_PROJECT=f"xray-test-{uuid.uuid4().hex[:6]}",
-               XRAY_DOCKER_SUBNET=os.environ.get("XRAY_TEST_DOCKER_SUBNET", "172.29.78.0/24"),
+               XRAY_DOCKER_SUBNET="auto",
                # each NodeManager as native mode's one: two executors (3 GB) and the AM fit
                XRAY_NODEMANAGER_MEMORY_MB="8192")
     cluster = Compose(env)
+    blocker = f"{env['XRAY_COMPOSE_PROJECT']}-blocker"
+    cluster.blocked = docker.pick_subnet(docker.taken_subnets(), None,
+                                         docker.SUBNET_CANDIDATES[0])
+    subprocess.run(["docker", "network", "create", "--subnet", str(cluster.blocked), blocker],
+                   capture_output=True, check=True)
     started = time.monotonic()
-    up = cluster.cli("up")
+    try:
+        up = cluster.cli("up")
+    finally:
+        subprocess.run(["docker", "network", "rm", blocker], capture_output=True)
     # What up did and how long each part took (images, containers, the packed environment)
     UP_LOG.parent.mkdir(parents=True, exist_ok=True)
     UP_LOG.write_text(up.stderr + f"\ncluster up: exit {up.returncode} in "

@@ -1,7 +1,8 @@
 """The Docker Compose cluster for real: two DataNodes, two NodeManagers, the History Server,
 and the jobs run from the host with the same commands as in native mode.
 
-In order (one cluster for the module, as a user would have it): the images hold no Python
+In order (one cluster for the module, as a user would have it): its network is on a subnet
+nothing else on the host holds, and a taken one set by hand is refused; the images hold no Python
 libraries and the executors import TensorFlow from the archive the job ships; `make demo`
 end to end with its applications in the History Server; a DataNode killed while featurizing
 (the model summary equals the fault-free one, and HDFS re-replicates to a healthy fsck once
@@ -26,7 +27,9 @@ from pipeline import config
 from pipeline.cluster import docker
 from pipeline.cluster.health import get_json
 from tests.budget import require
-from tests.compose.conftest import DOWN_S
+from tests.cli import ending_error
+from tests.cluster_fixtures import isolated_env
+from tests.compose.conftest import DOWN_S, Compose
 from tests.reliability.runner import same_numbers, start
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow]
@@ -84,6 +87,38 @@ def _fsck(cluster) -> str:
     done = cluster.compose("exec", "-T", "namenode", "xray-daemon", "run",
                            "org.apache.hadoop.hdfs.tools.DFSck", "/")
     return done.stdout + done.stderr
+
+
+@budget(30)
+def test_network_on_a_subnet_nothing_else_holds(compose_cluster):
+    """`cluster up` chose the subnet around what the host already had (the one it would have
+    taken held by another network), and the addresses the cluster advertises are in it."""
+    name, net = compose_cluster.network()
+    assert compose_cluster.blocked and not net.overlaps(compose_cluster.blocked), net
+    ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    others = json.loads(subprocess.run(["docker", "network", "inspect", *ids],
+                                       capture_output=True, text=True, check=True).stdout)
+    held = {pool["Subnet"]: other["Name"] for other in others if other["Name"] != name
+            for pool in (other.get("IPAM") or {}).get("Config") or []
+            if ipaddress.ip_network(pool["Subnet"]).version == 4}
+    assert not [s for s in held if ipaddress.IPv4Network(s).overlaps(net)], (net, held)
+    assert f"SPARK_LOCAL_IP={net.network_address + 1}" in compose_cluster.cli("env").stdout
+    inspect = subprocess.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                              compose_cluster.container("namenode")], capture_output=True,
+                             text=True, check=True).stdout
+    assert json.loads(inspect)[name]["IPAddress"] == str(net.network_address + 10)
+
+
+@budget(60)
+def test_a_taken_subnet_set_by_hand_is_one_clear_line(compose_cluster, tmp_path):
+    name, net = compose_cluster.network()
+    other = Compose(dict(isolated_env(tmp_path / "state"), XRAY_CLUSTER="docker",
+                         XRAY_COMPOSE_PROJECT=f"xray-test-{uuid.uuid4().hex[:6]}",
+                         XRAY_DOCKER_SUBNET=str(net)))
+    line = ending_error(other.cli("up", timeout=600))
+    assert f"XRAY_DOCKER_SUBNET={net} overlaps docker network {name} ({net})" in line, line
+    assert other.leftovers() == []
 
 
 @budget(30)
@@ -157,7 +192,7 @@ def test_demo_end_to_end_with_its_jobs_in_the_history_server(compose_cluster, de
 def _node_names(cluster) -> dict[str, str]:
     """NodeManager service by the names YARN may give its node: its fixed address, or the
     host name that address resolves to inside the network (YARN canonicalizes node ids)."""
-    net = ipaddress.IPv4Network(cluster.env["XRAY_DOCKER_SUBNET"])
+    net = cluster.network()[1]
     names = {service: service for service in docker.NODEMANAGERS}
     names.update({str(net.network_address + docker.ADDRESSES[s]): s for s in docker.NODEMANAGERS})
     return names
