@@ -138,74 +138,86 @@ def host_routes(table: Path = Path("/proc/net/route")) -> list[tuple[ipaddress.I
     return routes
 
 
-def _networks(*filters: str) -> list[tuple[str, ipaddress.IPv4Network]]:
+def networks(*filters: str) -> list[tuple[str, ipaddress.IPv4Network]]:
     """(name, subnet) of each IPv4 pool of the Docker networks that match the filters."""
-    ids = subprocess.run(["docker", "network", "ls", "-q",
-                          *(arg for f in filters for arg in ("--filter", f))],
-                         capture_output=True, text=True, timeout=60).stdout.split()
-    if not ids:
-        return []
-    done = subprocess.run(["docker", "network", "inspect", *ids], capture_output=True,
-                          text=True, timeout=60)
+    try:
+        ids = subprocess.run(["docker", "network", "ls", "-q",
+                              *(arg for f in filters for arg in ("--filter", f))],
+                             capture_output=True, text=True, timeout=60).stdout.split()
+        # a network removed since `ls` is left out of the answer, not an error
+        done = subprocess.run(["docker", "network", "inspect", *ids], capture_output=True,
+                              text=True, timeout=60) if ids else None
+    except subprocess.TimeoutExpired:
+        raise ClusterError("the Docker engine did not list its networks within 60 s") from None
     found = []
-    for net in json.loads(done.stdout or "[]"):
+    for net in json.loads(done.stdout or "[]") if done else []:
         for pool in (net.get("IPAM") or {}).get("Config") or []:
             try:
-                found.append((net["Name"], ipaddress.IPv4Network(pool.get("Subnet", ""))))
+                found.append((net["Name"],
+                              ipaddress.IPv4Network(pool.get("Subnet", ""), strict=False)))
             except ValueError:
                 continue  # no subnet given, or an IPv6 one
     return found
 
 
-def taken_subnets() -> dict[ipaddress.IPv4Network, str]:
-    """Address space in use on this host, by what uses it: every Docker network's subnets
-    and every route of the host but the default one."""
-    taken = {net: f"docker network {name}" for name, net in _networks()}
-    for net, device in host_routes():
-        taken.setdefault(net, f"the host's route via {device}")
-    return taken
+def _own_network() -> ipaddress.IPv4Network | None:
+    """The subnet of this project's network when it exists (a cluster up, or half up)."""
+    return next((net for _, net in networks(f"label={PROJECT_LABEL}={config.COMPOSE_PROJECT}")),
+                None)
 
 
-def pick_subnet(taken: dict[ipaddress.IPv4Network, str],
+def pick_subnet(networks: dict[ipaddress.IPv4Network, str],
+                routes: dict[ipaddress.IPv4Network, str],
                 explicit: ipaddress.IPv4Network | None,
                 last: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-    """XRAY_DOCKER_SUBNET if nothing in taken overlaps it; else (auto) the last subnet
-    chosen or the first candidate that nothing overlaps."""
+    """XRAY_DOCKER_SUBNET unless a Docker network overlaps it (Docker would refuse it; a
+    route only warns: a hand-set subnet inside a broad route may be meant); else (auto) the
+    last subnet chosen or the first candidate that no network and no route overlaps. Both
+    maps: subnet -> what holds it."""
+    def holders(net: ipaddress.IPv4Network, taken: dict[ipaddress.IPv4Network, str]) -> str:
+        return ", ".join(f"{holder} ({held})" for held, holder in taken.items()
+                         if held.overlaps(net))
+
     if explicit:
-        holders = [f"{holder} ({net})" for net, holder in taken.items() if net.overlaps(explicit)]
-        if holders:
-            raise ClusterError(f"XRAY_DOCKER_SUBNET={explicit} overlaps {', '.join(holders)}: "
-                               "choose a free subnet, or XRAY_DOCKER_SUBNET=auto to have one "
-                               "chosen")
+        if holders(explicit, networks):
+            raise ClusterError(f"XRAY_DOCKER_SUBNET={explicit} overlaps "
+                               f"{holders(explicit, networks)}: choose a free subnet, or "
+                               "XRAY_DOCKER_SUBNET=auto to have one chosen")
+        if holders(explicit, routes):
+            log.warning("XRAY_DOCKER_SUBNET=%s overlaps %s: the host will reach the cluster, "
+                        "not that network, at those addresses", explicit,
+                        holders(explicit, routes))
         return explicit
+    taken = {**routes, **networks}
     chosen = next((net for net in (last, *SUBNET_CANDIDATES)
-                   if not any(net.overlaps(t) for t in taken)), None)
+                   if not holders(net, taken)), None)
     if chosen is None:
         raise ClusterError("no free /24 left in 172.16.0.0/12 for the compose network: set "
                            "XRAY_DOCKER_SUBNET to a free subnet")
     first = SUBNET_CANDIDATES[0]
-    holder = next((h for net, h in taken.items() if net.overlaps(first)), "")
     log.info("compose network subnet %s (%s)", chosen,
-             f"{first} is used by {holder}" if holder else
+             f"{first} overlaps {holders(first, taken)}" if holders(first, taken) else
              "the default" if chosen == first else "the one it had last time")
     return chosen
 
 
 def choose_subnet() -> ipaddress.IPv4Network:
     """Settle and record the network's subnet before `compose up`: the existing network's
-    (a cluster up or half up), else pick_subnet's. A fixed default failed whenever another
-    network, a leftover of an interrupted run say, held it ("Pool overlaps")."""
-    explicit = _explicit_subnet()
-    own = next((net for _, net in _networks(f"label={PROJECT_LABEL}={config.COMPOSE_PROJECT}")),
-               None)
+    (a cluster up or half up), else pick_subnet's among every Docker network and every route
+    of the host but the default one. A fixed default failed whenever another network, a
+    leftover of an interrupted run say, held it ("Pool overlaps")."""
+    explicit, own = _explicit_subnet(), _own_network()
     if own and explicit and explicit != own:
         raise ClusterError(f"the network of compose project {config.COMPOSE_PROJECT} has "
                            f"subnet {own}, not XRAY_DOCKER_SUBNET={explicit}: "
                            "`make cluster-down` first")
-    chosen = own or pick_subnet(taken_subnets(), explicit, subnet())
+    chosen = own or pick_subnet({net: f"docker network {name}" for name, net in networks()},
+                                {net: f"the host's route via {dev}" for net, dev in host_routes()},
+                                explicit, subnet())
     _subnet_file().parent.mkdir(parents=True, exist_ok=True)
     _subnet_file().write_text(f"{chosen}\n")
     return chosen
+
 
 def address(service: str) -> str:
     return str(subnet().network_address + ADDRESSES[service])
@@ -428,12 +440,11 @@ def up() -> dict[str, float]:
         return timings
     if not running():
         check_ports()
+        if _explicit_subnet():
+            choose_subnet()  # a taken one stops here, before any image is built
     images = ensure_images()
     timings["images_s"] = time.monotonic() - start
-    choose_subnet()  # after the image build: no one takes it in between
-    render()
-    compose("up", "-d", "--wait", "--wait-timeout", str(int(COMPOSE_WAIT_S)),
-            env=compose_env(images))
+    _compose_up(images)
     deadline = time.monotonic() + config.CLUSTER_START_TIMEOUT_S
     while not healthy():
         if time.monotonic() > deadline:
@@ -452,6 +463,25 @@ def up() -> dict[str, float]:
              config.COMPOSE_PROJECT, timings["total_s"], timings["images_s"],
              health.url("namenode_http"))
     return timings
+
+
+def _compose_up(images: tuple[str, str], tries: int = 3) -> None:
+    """`compose up --wait` on a subnet chosen just before; chosen again when another network
+    took it in between (another `up` on this engine chose the same free one)."""
+    for attempt in range(1, tries + 1):
+        chosen = choose_subnet()
+        render()
+        try:
+            compose("up", "-d", "--wait", "--wait-timeout", str(int(COMPOSE_WAIT_S)),
+                    env=compose_env(images))
+            return
+        except ClusterError:
+            rivals = [] if _own_network() else [
+                name for name, net in networks() if net.overlaps(chosen)]
+            if not rivals or attempt == tries:
+                raise
+            log.warning("docker network %s took subnet %s as the cluster started: choosing "
+                        "another", rivals[0], chosen)
 
 
 def down(keep_data: bool = False) -> None:

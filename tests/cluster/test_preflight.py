@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import socket
@@ -133,18 +134,24 @@ def test_host_routes_read_from_the_kernel_table_without_the_default(tmp_path):
                                          (ipaddress.IPv4Network("172.29.0.0/16"), "tun0")]
 
 
-def test_pick_subnet_takes_a_free_one_and_refuses_a_taken_one():
+def test_pick_subnet_takes_a_free_one_and_refuses_a_taken_one(caplog):
+    caplog.set_level(logging.INFO, logger=docker.log.name)
     net = ipaddress.IPv4Network
     first = docker.SUBNET_CANDIDATES[0]
     assert first == net("172.29.77.0/24") and len(set(docker.SUBNET_CANDIDATES)) == 4096
-    assert docker.pick_subnet({}, None, first) == first
+    assert docker.pick_subnet({}, {}, None, first) == first
     # what failed CI: a network Docker gave a /16 of its pool, over the fixed default
-    taken = {net("172.29.0.0/16"): "docker network other", net("172.30.0.0/24"): "route"}
-    assert docker.pick_subnet(taken, None, first) == net("172.30.1.0/24")
-    assert docker.pick_subnet(taken, None, net("172.20.5.0/24")) == net("172.20.5.0/24")
-    assert docker.pick_subnet(taken, net("10.9.0.0/24"), first) == net("10.9.0.0/24")
+    networks = {net("172.29.0.0/16"): "docker network other"}
+    routes = {net("172.30.0.0/24"): "the host's route via tun0"}
+    assert docker.pick_subnet(networks, routes, None, first) == net("172.30.1.0/24")
+    assert "172.29.77.0/24 overlaps docker network other (172.29.0.0/16)" in caplog.text
+    assert docker.pick_subnet(networks, routes, None, net("172.20.5.0/24")) == net("172.20.5.0/24")
+    assert docker.pick_subnet(networks, routes, net("10.9.0.0/24"), first) == net("10.9.0.0/24")
     with pytest.raises(ClusterError, match=r"XRAY_DOCKER_SUBNET=172\.29\.78\.0/24 overlaps "
                                            r"docker network other \(172\.29\.0\.0/16\)"):
-        docker.pick_subnet(taken, net("172.29.78.0/24"), first)
+        docker.pick_subnet(networks, routes, net("172.29.78.0/24"), first)
+    # set by hand inside a route: taken, with a warning (it may be meant)
+    assert docker.pick_subnet(networks, routes, net("172.30.0.0/25"), first) == net("172.30.0.0/25")
+    assert "XRAY_DOCKER_SUBNET=172.30.0.0/25 overlaps the host's route via tun0" in caplog.text
     with pytest.raises(ClusterError, match="no free /24"):
-        docker.pick_subnet({net("172.16.0.0/12"): "vpn"}, None, first)
+        docker.pick_subnet({}, {net("172.16.0.0/12"): "vpn"}, None, first)

@@ -98,15 +98,9 @@ class Compose:
 
     def network(self) -> tuple[str, ipaddress.IPv4Network]:
         """The name and subnet of the project's network, as Docker has them."""
-        done = subprocess.run(["docker", "network", "ls", "-q", "--filter",
-                               f"label={docker.PROJECT_LABEL}={self.env['XRAY_COMPOSE_PROJECT']}"],
-                              capture_output=True, text=True, check=True)
-        assert len(done.stdout.split()) == 1, done.stdout
-        name, pool = subprocess.run(
-            ["docker", "network", "inspect", "-f", "{{.Name}} {{range .IPAM.Config}}{{.Subnet}}"
-             "{{end}}", done.stdout.strip()], capture_output=True, text=True,
-            check=True).stdout.split()
-        return name, ipaddress.IPv4Network(pool)
+        found = docker.networks(f"label={docker.PROJECT_LABEL}={self.env['XRAY_COMPOSE_PROJECT']}")
+        assert len(found) == 1, found
+        return found[0]
 
     def leftovers(self) -> list[str]:
         label = f"label=com.docker.compose.project={self.env['XRAY_COMPOSE_PROJECT']}"
@@ -132,11 +126,15 @@ def compose_cluster(tmp_path_factory) -> Iterator[Compose]:
                # each NodeManager as native mode's one: two executors (3 GB) and the AM fit
                XRAY_NODEMANAGER_MEMORY_MB="8192")
     cluster = Compose(env)
-    blocker = f"{env['XRAY_COMPOSE_PROJECT']}-blocker"
-    cluster.blocked = docker.pick_subnet(docker.taken_subnets(), None,
+    blocker = f"{env['XRAY_COMPOSE_PROJECT']}-blocker"  # labelled: a leak is easy to find
+    cluster.blocked = docker.pick_subnet({net: name for name, net in docker.networks()},
+                                         dict(docker.host_routes()), None,
                                          docker.SUBNET_CANDIDATES[0])
-    subprocess.run(["docker", "network", "create", "--subnet", str(cluster.blocked), blocker],
-                   capture_output=True, check=True)
+    made = subprocess.run(["docker", "network", "create", "--label", "xray-test-blocker=1",
+                           "--subnet", str(cluster.blocked), blocker],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.fail(f"could not create {blocker} on {cluster.blocked}: {made.stderr.strip()}")
     started = time.monotonic()
     try:
         up = cluster.cli("up")

@@ -11,7 +11,6 @@ it is back); a NodeManager killed mid-job (its executor's work reruns on the oth
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import subprocess
@@ -95,14 +94,8 @@ def test_network_on_a_subnet_nothing_else_holds(compose_cluster):
     taken held by another network), and the addresses the cluster advertises are in it."""
     name, net = compose_cluster.network()
     assert compose_cluster.blocked and not net.overlaps(compose_cluster.blocked), net
-    ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True,
-                         check=True).stdout.split()
-    others = json.loads(subprocess.run(["docker", "network", "inspect", *ids],
-                                       capture_output=True, text=True, check=True).stdout)
-    held = {pool["Subnet"]: other["Name"] for other in others if other["Name"] != name
-            for pool in (other.get("IPAM") or {}).get("Config") or []
-            if ipaddress.ip_network(pool["Subnet"]).version == 4}
-    assert not [s for s in held if ipaddress.IPv4Network(s).overlaps(net)], (net, held)
+    others = [(other, held) for other, held in docker.networks() if other != name]
+    assert others and not [o for o in others if o[1].overlaps(net)], (net, others)
     assert f"SPARK_LOCAL_IP={net.network_address + 1}" in compose_cluster.cli("env").stdout
     inspect = subprocess.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}",
                               compose_cluster.container("namenode")], capture_output=True,
