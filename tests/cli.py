@@ -30,7 +30,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in lines[0]
 
 
-
 def ending_error(done: subprocess.CompletedProcess) -> str:
     """The same contract for a command that logs as it goes (`cluster up`): exit status 2,
     stderr ending in its one `error:` line, no traceback. Returns that line."""
@@ -39,6 +38,7 @@ def ending_error(done: subprocess.CompletedProcess) -> str:
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and done.stderr.strip().endswith(errors[0]), done.stderr
     return errors[0]
+
 
 def unused_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""

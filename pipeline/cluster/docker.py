@@ -15,8 +15,9 @@ fixed address in it that it also advertises (a DataNode via dfs.datanode.hostnam
 NodeManager via yarn.nodemanager.hostname), and the host is the network's gateway, the
 address the driver binds to. A Linux host routes to its bridge networks directly, so WebHDFS
 redirects (ingest), HDFS reads and writes and YARN RPC from the host need no name resolution
-and no published port; containers reach the driver at the gateway. The web UIs are also published on
-127.0.0.1 on the XRAY_PORT_* ports, as native mode has them, for browsers and health checks.
+and no published port; containers reach the driver at the gateway. The web UIs are also
+published on 127.0.0.1 on the XRAY_PORT_* ports, as native mode has them, for browsers and
+health checks.
 (Docker Desktop on macOS/Windows does not route to container addresses: use native mode there.)
 
 Configuration: hadoop-conf/ and spark-conf/, rendered per container under
@@ -166,54 +167,55 @@ def _own_network() -> ipaddress.IPv4Network | None:
                 None)
 
 
-def pick_subnet(networks: dict[ipaddress.IPv4Network, str],
+def in_use() -> tuple[dict[ipaddress.IPv4Network, str], dict[ipaddress.IPv4Network, str]]:
+    """What holds address space on this host, as pick_subnet takes it: every Docker network,
+    and every route but the default one."""
+    return ({net: f"docker network {name}" for name, net in networks()},
+            {net: f"the host's route via {dev}" for net, dev in host_routes()})
+
+
+def pick_subnet(nets: dict[ipaddress.IPv4Network, str],
                 routes: dict[ipaddress.IPv4Network, str],
                 explicit: ipaddress.IPv4Network | None,
                 last: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
     """XRAY_DOCKER_SUBNET unless a Docker network overlaps it (Docker would refuse it; a
     route only warns: a hand-set subnet inside a broad route may be meant); else (auto) the
     last subnet chosen or the first candidate that no network and no route overlaps. Both
-    maps: subnet -> what holds it."""
+    maps: subnet -> what holds it (in_use)."""
     def holders(net: ipaddress.IPv4Network, taken: dict[ipaddress.IPv4Network, str]) -> str:
         return ", ".join(f"{holder} ({held})" for held, holder in taken.items()
                          if held.overlaps(net))
 
     if explicit:
-        if holders(explicit, networks):
-            raise ClusterError(f"XRAY_DOCKER_SUBNET={explicit} overlaps "
-                               f"{holders(explicit, networks)}: choose a free subnet, or "
-                               "XRAY_DOCKER_SUBNET=auto to have one chosen")
-        if holders(explicit, routes):
+        if refused := holders(explicit, nets):
+            raise ClusterError(f"XRAY_DOCKER_SUBNET={explicit} overlaps {refused}: choose a "
+                               "free subnet, or XRAY_DOCKER_SUBNET=auto to have one chosen")
+        if warned := holders(explicit, routes):
             log.warning("XRAY_DOCKER_SUBNET=%s overlaps %s: the host will reach the cluster, "
-                        "not that network, at those addresses", explicit,
-                        holders(explicit, routes))
+                        "not that network, at those addresses", explicit, warned)
         return explicit
-    taken = {**routes, **networks}
-    chosen = next((net for net in (last, *SUBNET_CANDIDATES)
-                   if not holders(net, taken)), None)
+    taken = {**routes, **nets}
+    chosen = next((net for net in (last, *SUBNET_CANDIDATES) if not holders(net, taken)), None)
     if chosen is None:
         raise ClusterError("no free /24 left in 172.16.0.0/12 for the compose network: set "
                            "XRAY_DOCKER_SUBNET to a free subnet")
     first = SUBNET_CANDIDATES[0]
-    log.info("compose network subnet %s (%s)", chosen,
-             f"{first} overlaps {holders(first, taken)}" if holders(first, taken) else
+    held = holders(first, taken)
+    log.info("compose network subnet %s (%s)", chosen, f"{first} overlaps {held}" if held else
              "the default" if chosen == first else "the one it had last time")
     return chosen
 
 
 def choose_subnet() -> ipaddress.IPv4Network:
     """Settle and record the network's subnet before `compose up`: the existing network's
-    (a cluster up or half up), else pick_subnet's among every Docker network and every route
-    of the host but the default one. A fixed default failed whenever another network, a
-    leftover of an interrupted run say, held it ("Pool overlaps")."""
+    (a cluster up or half up), else pick_subnet's. A fixed default failed whenever another
+    network, a leftover of an interrupted run say, held it ("Pool overlaps")."""
     explicit, own = _explicit_subnet(), _own_network()
     if own and explicit and explicit != own:
         raise ClusterError(f"the network of compose project {config.COMPOSE_PROJECT} has "
                            f"subnet {own}, not XRAY_DOCKER_SUBNET={explicit}: "
                            "`make cluster-down` first")
-    chosen = own or pick_subnet({net: f"docker network {name}" for name, net in networks()},
-                                {net: f"the host's route via {dev}" for net, dev in host_routes()},
-                                explicit, subnet())
+    chosen = own or pick_subnet(*in_use(), explicit, subnet())
     _subnet_file().parent.mkdir(parents=True, exist_ok=True)
     _subnet_file().write_text(f"{chosen}\n")
     return chosen
@@ -491,9 +493,9 @@ def down(keep_data: bool = False) -> None:
              " (data volumes kept)" if keep_data else ", volumes included")
 
 
-def leftovers() -> list[str]:
+def leftovers(project: str = config.COMPOSE_PROJECT) -> list[str]:
     """Containers, networks and volumes of the project that still exist (none after down)."""
-    label = f"label={PROJECT_LABEL}={config.COMPOSE_PROJECT}"
+    label = f"label={PROJECT_LABEL}={project}"
     found = []
     for kind, cmd in (("container", ["docker", "ps", "-aq", "--filter", label]),
                       ("network", ["docker", "network", "ls", "-q", "--filter", label]),

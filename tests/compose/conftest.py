@@ -103,14 +103,7 @@ class Compose:
         return found[0]
 
     def leftovers(self) -> list[str]:
-        label = f"label=com.docker.compose.project={self.env['XRAY_COMPOSE_PROJECT']}"
-        found = []
-        for kind in ("container", "network", "volume"):
-            cmd = (["docker", "ps", "-aq"] if kind == "container"
-                   else ["docker", kind, "ls", "-q"])
-            out = subprocess.run([*cmd, "--filter", label], capture_output=True, text=True)
-            found += [f"{kind} {name}" for name in out.stdout.split()]
-        return found
+        return docker.leftovers(self.env["XRAY_COMPOSE_PROJECT"])
 
 
 @pytest.fixture(scope="session")
@@ -127,25 +120,23 @@ def compose_cluster(tmp_path_factory) -> Iterator[Compose]:
                XRAY_NODEMANAGER_MEMORY_MB="8192")
     cluster = Compose(env)
     blocker = f"{env['XRAY_COMPOSE_PROJECT']}-blocker"  # labelled: a leak is easy to find
-    cluster.blocked = docker.pick_subnet({net: name for name, net in docker.networks()},
-                                         dict(docker.host_routes()), None,
-                                         docker.SUBNET_CANDIDATES[0])
+    cluster.blocked = docker.pick_subnet(*docker.in_use(), None, docker.SUBNET_CANDIDATES[0])
     made = subprocess.run(["docker", "network", "create", "--label", "xray-test-blocker=1",
                            "--subnet", str(cluster.blocked), blocker],
                           capture_output=True, text=True)
     if made.returncode != 0:
         pytest.fail(f"could not create {blocker} on {cluster.blocked}: {made.stderr.strip()}")
-    started = time.monotonic()
-    try:
+    try:  # the blocker stays while the cluster is up: the tests check the cluster beside it
+        started = time.monotonic()
         up = cluster.cli("up")
+        # What up did and how long each part took (images, containers, the packed environment)
+        UP_LOG.parent.mkdir(parents=True, exist_ok=True)
+        UP_LOG.write_text(up.stderr + f"\ncluster up: exit {up.returncode} in "
+                                      f"{time.monotonic() - started:.0f} s\n")
+        if up.returncode != 0:
+            cluster.cli("down")
+            pytest.fail(f"compose cluster up failed (exit {up.returncode}):\n{up.stderr[-5000:]}")
+        yield cluster
+        cluster.cli("down")
     finally:
         subprocess.run(["docker", "network", "rm", blocker], capture_output=True)
-    # What up did and how long each part took (images, containers, the packed environment)
-    UP_LOG.parent.mkdir(parents=True, exist_ok=True)
-    UP_LOG.write_text(up.stderr + f"\ncluster up: exit {up.returncode} in "
-                                  f"{time.monotonic() - started:.0f} s\n")
-    if up.returncode != 0:
-        cluster.cli("down")
-        pytest.fail(f"compose cluster up failed (exit {up.returncode}):\n{up.stderr[-5000:]}")
-    yield cluster
-    cluster.cli("down")
